@@ -1,0 +1,25 @@
+"""The layers of a Vision Transformer, one step of the model per layer."""
+
+from keras_vit.layers.class_token import ClassToken
+from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.mlp_block import MLPBlock
+from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
+from keras_vit.layers.patch_embedding import PatchEmbedding
+from keras_vit.layers.patch_extractor import PatchExtractor
+from keras_vit.layers.position_embedding import PositionEmbedding
+from keras_vit.layers.position_embedding import resize_position_embedding
+from keras_vit.layers.token_pooling import TokenPooling
+from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
+
+__all__ = [
+    "ClassToken",
+    "DropPath",
+    "MLPBlock",
+    "MultiHeadSelfAttention",
+    "PatchEmbedding",
+    "PatchExtractor",
+    "PositionEmbedding",
+    "TokenPooling",
+    "TransformerEncoderBlock",
+    "resize_position_embedding",
+]

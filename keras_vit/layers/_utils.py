@@ -1,0 +1,57 @@
+"""Argument checks shared by the layers and the model builder."""
+
+
+def normalize_pair(value, name):
+    """Returns `value` as a `(height, width)` tuple of positive ints.
+
+    Accepts an int (used for both sides) or a sequence of two ints.
+    """
+    if isinstance(value, bool):
+        raise TypeError(
+            f"`{name}` must be an int or a tuple of two ints. "
+            f"Received: {name}={value!r}"
+        )
+    if isinstance(value, int):
+        pair = (value, value)
+    elif (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(
+            f"`{name}` must be an int or a tuple of two ints. "
+            f"Received: {name}={value!r}"
+        )
+    if pair[0] <= 0 or pair[1] <= 0:
+        raise ValueError(
+            f"`{name}` must be positive. Received: {name}={value!r}"
+        )
+    return pair
+
+
+def check_positive_int(value, name):
+    """Returns `value` as an int, raising when it is not a positive int."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"`{name}` must be a positive int. Received: {name}={value!r}"
+        )
+    if value <= 0:
+        raise ValueError(
+            f"`{name}` must be a positive int. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_rate(value, name):
+    """Returns `value` as a float in [0, 1), raising otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
+        )
+    if not 0.0 <= value < 1.0:
+        raise ValueError(
+            f"`{name}` must be in [0, 1). Received: {name}={value!r}"
+        )
+    return float(value)

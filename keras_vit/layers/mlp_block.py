@@ -1,0 +1,118 @@
+import keras
+
+from keras_vit.activations import get_gelu
+from keras_vit.layers._utils import check_positive_int
+from keras_vit.layers._utils import check_rate
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class MLPBlock(keras.layers.Layer):
+    """The encoder block's MLP: Dense → GELU → Dropout → Dense → Dropout.
+
+    It widens every token to `mlp_dim`, applies GELU, and projects back to
+    the input width, token by token (no mixing across tokens).
+
+    Args:
+        mlp_dim: int. Width of the hidden layer.
+        dropout: float. Dropout rate after each Dense layer. Defaults to
+            `0.0`.
+        approximate_gelu: bool. Use the tanh approximation of GELU instead
+            of the exact erf form. Defaults to `False`.
+        kernel_initializer: initializer for both kernels. Defaults to
+            `"glorot_uniform"`.
+        bias_initializer: initializer for both biases. Defaults to
+            `RandomNormal(stddev=1e-6)`, as in the original ViT.
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: tensor `(batch_size, num_tokens, hidden_dim)`.
+        training: bool. Whether dropout is active.
+
+    Input shape:
+        `(batch_size, num_tokens, hidden_dim)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> tokens = keras.random.uniform((2, 17, 64))
+    >>> MLPBlock(mlp_dim=256)(tokens).shape
+    (2, 17, 64)
+    """
+
+    def __init__(
+        self,
+        mlp_dim,
+        dropout=0.0,
+        approximate_gelu=False,
+        kernel_initializer="glorot_uniform",
+        bias_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.mlp_dim = check_positive_int(mlp_dim, "mlp_dim")
+        self.dropout = check_rate(dropout, "dropout")
+        self.approximate_gelu = approximate_gelu
+        activation = get_gelu(approximate_gelu)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        if bias_initializer is None:
+            bias_initializer = keras.initializers.RandomNormal(stddev=1e-6)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.dense_0 = keras.layers.Dense(
+            self.mlp_dim,
+            activation=activation,
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+            dtype=self.dtype_policy,
+            name="dense_0",
+        )
+        self.dropout_0 = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="dropout_0"
+        )
+        self.dense_1 = None  # Created in build, once the width is known.
+        self.dropout_1 = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="dropout_1"
+        )
+
+    def build(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(
+                "`MLPBlock` expects inputs with a known last dimension. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        self.dense_1 = keras.layers.Dense(
+            input_shape[-1],
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+            dtype=self.dtype_policy,
+            name="dense_1",
+        )
+        self.dense_0.build(input_shape)
+        self.dense_1.build(self.dense_0.compute_output_shape(input_shape))
+
+    def call(self, inputs, training=None):
+        x = self.dense_0(inputs)  # (B, N, mlp_dim)
+        x = self.dropout_0(x, training=training)
+        x = self.dense_1(x)  # (B, N, D)
+        return self.dropout_1(x, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "mlp_dim": self.mlp_dim,
+                "dropout": self.dropout,
+                "approximate_gelu": self.approximate_gelu,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+            }
+        )
+        return config

@@ -1,0 +1,245 @@
+import math
+
+import keras
+from keras import ops
+
+from keras_vit.layers._utils import check_positive_int
+from keras_vit.layers._utils import check_rate
+
+
+def _flat_fan_initializer(initializer, flat_shape):
+    """Initializes a multi-axis kernel as if it were a `flat_shape` matrix.
+
+    Keras computes fans of a `(D, H, Dh)` kernel from its last two axes,
+    which would scale a head-split kernel like an `(H, Dh)` matrix. The
+    original ViT initializes the flat `(D, H * Dh)` matrix; so does this.
+    """
+
+    def init(shape, dtype=None):
+        values = initializer(flat_shape, dtype=dtype)
+        return ops.reshape(values, shape)
+
+    return init
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class MultiHeadSelfAttention(keras.layers.Layer):
+    """Multi-head self-attention over a token sequence.
+
+    Three linear maps turn every token into a query, a key and a value,
+    split into `num_heads` heads of width `key_dim`. In each head, the
+    attention weight between tokens `i` and `j` is
+    `softmax_j(q_i . k_j / sqrt(key_dim))`: how similar token `j`'s key is to
+    token `i`'s query, normalized so that each row sums to 1. Each token's
+    output is the weighted sum of the values with those weights; the heads
+    are concatenated and mixed by an output projection.
+
+    The kernels are stored per head, `(D, num_heads, key_dim)` for the query,
+    key and value maps and `(num_heads, key_dim, D)` for the output, the
+    layout of the original ViT checkpoints. Each map runs as one 2-D matrix
+    product on the flat `(D, num_heads * key_dim)` view of its kernel: on
+    CPU this trained faster than one fused `(D, 3 * D)` product, than
+    `einsum` over the per-head kernels and than Keras' `MultiHeadAttention`
+    (`benchmarks/attention_layout.py`).
+
+    Args:
+        num_heads: int. Number of attention heads.
+        key_dim: int or `None`. Width of each head. Defaults to
+            `hidden_dim // num_heads`, in which case `hidden_dim` must be
+            divisible by `num_heads`.
+        dropout: float. Dropout rate applied to the attention weights during
+            training. Defaults to `0.0`.
+        use_bias: bool. Whether the four linear maps have biases.
+            Defaults to `True`.
+        kernel_initializer: initializer for the kernels, applied to each
+            kernel viewed as a matrix. Defaults to `"glorot_uniform"`.
+        bias_initializer: initializer for the biases. Defaults to `"zeros"`.
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: tensor `(batch_size, num_tokens, hidden_dim)`.
+        training: bool. Whether attention dropout is active.
+        return_attention_scores: bool. When `True`, also return the
+            attention weights `(batch_size, num_heads, num_tokens,
+            num_tokens)`. Defaults to `False`.
+
+    Input shape:
+        `(batch_size, num_tokens, hidden_dim)`.
+
+    Output shape:
+        `(batch_size, num_tokens, hidden_dim)`, and with
+        `return_attention_scores=True` also the attention weights.
+
+    Example:
+
+    >>> tokens = keras.random.uniform((2, 17, 64))
+    >>> layer = MultiHeadSelfAttention(num_heads=4)
+    >>> outputs, weights = layer(tokens, return_attention_scores=True)
+    >>> outputs.shape, weights.shape
+    ((2, 17, 64), (2, 4, 17, 17))
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim=None,
+        dropout=0.0,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive_int(num_heads, "num_heads")
+        self.key_dim = (
+            None if key_dim is None else check_positive_int(key_dim, "key_dim")
+        )
+        self.dropout = check_rate(dropout, "dropout")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.attention_dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="attention_dropout"
+        )
+
+    def _head_dim(self, hidden_dim):
+        if self.key_dim is not None:
+            return self.key_dim
+        if hidden_dim % self.num_heads:
+            raise ValueError(
+                "`hidden_dim` must be divisible by `num_heads` when "
+                "`key_dim` is not given. "
+                f"Received: hidden_dim={hidden_dim}, num_heads={self.num_heads}"
+            )
+        return hidden_dim // self.num_heads
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(
+                "`MultiHeadSelfAttention` expects a sequence of shape "
+                "(batch, num_tokens, hidden_dim) with a known hidden_dim. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        dim = input_shape[-1]
+        heads, head_dim = self.num_heads, self._head_dim(dim)
+        in_init = _flat_fan_initializer(
+            self.kernel_initializer, (dim, heads * head_dim)
+        )
+        out_init = _flat_fan_initializer(
+            self.kernel_initializer, (heads * head_dim, dim)
+        )
+        for name in ("query", "key", "value"):
+            setattr(
+                self,
+                f"{name}_kernel",
+                self.add_weight(
+                    name=f"{name}_kernel",
+                    shape=(dim, heads, head_dim),
+                    initializer=in_init,
+                ),
+            )
+            setattr(
+                self,
+                f"{name}_bias",
+                self.add_weight(
+                    name=f"{name}_bias",
+                    shape=(heads, head_dim),
+                    initializer=self.bias_initializer,
+                )
+                if self.use_bias
+                else None,
+            )
+        self.output_kernel = self.add_weight(
+            name="output_kernel",
+            shape=(heads, head_dim, dim),
+            initializer=out_init,
+        )
+        self.output_bias = (
+            self.add_weight(
+                name="output_bias",
+                shape=(dim,),
+                initializer=self.bias_initializer,
+            )
+            if self.use_bias
+            else None
+        )
+
+    def _project(self, inputs, kernel, bias, length):
+        dim = inputs.shape[-1]
+        heads, head_dim = kernel.shape[1], kernel.shape[2]
+        # A 2-D product on the flat (D, H * Dh) view of the kernel.
+        x = ops.matmul(inputs, ops.reshape(kernel, (dim, heads * head_dim)))
+        if bias is not None:
+            x = x + ops.reshape(bias, (heads * head_dim,))
+        x = ops.reshape(x, (-1, length, heads, head_dim))  # (B, N, H, Dh)
+        return ops.transpose(x, (0, 2, 1, 3))  # (B, H, N, Dh)
+
+    def call(self, inputs, training=None, return_attention_scores=False):
+        dim = inputs.shape[-1]
+        heads, head_dim = self.num_heads, self._head_dim(dim)
+        length = ops.shape(inputs)[1]
+        query = self._project(
+            inputs, self.query_kernel, self.query_bias, length
+        )
+        key = self._project(inputs, self.key_kernel, self.key_bias, length)
+        value = self._project(
+            inputs, self.value_kernel, self.value_bias, length
+        )
+
+        # Scaling the query before the product, as the original does,
+        # keeps the (N, N) logits from growing with the head width.
+        query = query * ops.cast(1.0 / math.sqrt(head_dim), query.dtype)
+        scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
+        # Softmax in float32 so that bfloat16/float16 rows still sum to 1.
+        weights = ops.softmax(ops.cast(scores, "float32"), axis=-1)
+        weights = ops.cast(weights, self.compute_dtype)  # (B, H, N, N)
+        dropped = self.attention_dropout(weights, training=training)
+        context = ops.matmul(dropped, value)  # (B, H, N, Dh)
+        context = ops.transpose(context, (0, 2, 1, 3))  # (B, N, H, Dh)
+        context = ops.reshape(context, (-1, length, heads * head_dim))
+        outputs = ops.matmul(
+            context, ops.reshape(self.output_kernel, (heads * head_dim, dim))
+        )  # (B, N, D)
+        if self.use_bias:
+            outputs = outputs + self.output_bias
+        if return_attention_scores:
+            return outputs, weights
+        return outputs
+
+    def compute_output_shape(self, input_shape, return_attention_scores=False):
+        input_shape = tuple(input_shape)
+        if return_attention_scores:
+            batch, length = input_shape[0], input_shape[1]
+            return input_shape, (batch, self.num_heads, length, length)
+        return input_shape
+
+    def compute_output_spec(
+        self, inputs, training=None, return_attention_scores=False
+    ):
+        shape = tuple(inputs.shape)
+        outputs = keras.KerasTensor(shape, dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return outputs
+        weights = keras.KerasTensor(
+            (shape[0], self.num_heads, shape[1], shape[1]),
+            dtype=self.compute_dtype,
+        )
+        return outputs, weights
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+            }
+        )
+        return config

@@ -1,0 +1,210 @@
+import keras
+import numpy as np
+from keras import ops
+
+from keras_vit.layers._utils import normalize_pair
+
+_RESIZE_METHODS = ("bilinear", "bicubic", "nearest")
+
+
+def resize_position_embedding(
+    embedding, source_grid, target_grid, num_prefix_tokens=1, method="bilinear"
+):
+    """Resizes a position embedding from one patch grid to another.
+
+    The rows of the prefix tokens (the class token) are kept as they are;
+    the patch rows are laid out on the `source_grid`, resized as an image
+    to `target_grid` and flattened again in row-major order.
+
+    Args:
+        embedding: array of shape `(1, num_prefix_tokens + gh * gw, D)`.
+        source_grid: int or tuple `(gh, gw)`. Grid of `embedding`.
+        target_grid: int or tuple `(gh', gw')`. Grid to resize to.
+        num_prefix_tokens: int. Leading rows that are not patches.
+            Defaults to `1`.
+        method: `"bilinear"`, `"bicubic"` or `"nearest"`, with half-pixel
+            centers and no antialiasing. Defaults to `"bilinear"`.
+
+    Returns:
+        A NumPy array of shape `(1, num_prefix_tokens + gh' * gw', D)`.
+
+    Example:
+
+    >>> table = np.zeros((1, 1 + 4 * 4, 8), "float32")
+    >>> resize_position_embedding(table, 4, (6, 3)).shape
+    (1, 19, 8)
+    """
+    if method not in _RESIZE_METHODS:
+        raise ValueError(
+            f"`method` must be one of {_RESIZE_METHODS}. "
+            f"Received: method={method!r}"
+        )
+    source_grid = normalize_pair(source_grid, "source_grid")
+    target_grid = normalize_pair(target_grid, "target_grid")
+    embedding = np.asarray(embedding)
+    expected = num_prefix_tokens + source_grid[0] * source_grid[1]
+    if embedding.ndim != 3 or embedding.shape[:2] != (1, expected):
+        raise ValueError(
+            "`embedding` must have shape (1, num_prefix_tokens + gh * gw, D) "
+            f"= (1, {expected}, D) for source_grid={source_grid} and "
+            f"num_prefix_tokens={num_prefix_tokens}. "
+            f"Received: embedding.shape={embedding.shape}"
+        )
+    prefix = embedding[:, :num_prefix_tokens]
+    if source_grid == target_grid:
+        return embedding.copy()
+    dim = embedding.shape[-1]
+    # (1, gh * gw, D) -> (1, gh, gw, D): the grid as a D-channel image.
+    grid = embedding[:, num_prefix_tokens:].reshape(1, *source_grid, dim)
+    resized = ops.image.resize(
+        grid.astype("float32"),
+        target_grid,
+        interpolation=method,
+        antialias=False,
+        data_format="channels_last",
+    )
+    resized = ops.convert_to_numpy(resized).astype(embedding.dtype)
+    # (1, gh', gw', D) -> (1, gh' * gw', D)
+    resized = resized.reshape(1, target_grid[0] * target_grid[1], dim)
+    return np.concatenate([prefix, resized], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learnable position embedding to a token sequence.
+
+    Self-attention treats its inputs as a set: permuting the patches
+    permutes its outputs and nothing else. The position embedding, one
+    learned `D`-vector per token position, is what tells the model where
+    each patch came from.
+
+    Args:
+        grid_size: int, tuple of two ints or `None`. Patch grid
+            `(grid_height, grid_width)` the patch rows come from. It is
+            needed to resize the table to another grid; when `None` the grid
+            is taken to be square. Defaults to `None`.
+        num_prefix_tokens: int. Number of leading tokens that are not
+            patches (the class token). Defaults to `1`.
+        initializer: initializer for the table. Defaults to
+            `RandomNormal(stddev=0.02)`.
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        `(batch_size, num_prefix_tokens + num_patches, hidden_dim)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> tokens = keras.random.uniform((2, 17, 64))
+    >>> layer = PositionEmbedding(grid_size=4)
+    >>> layer(tokens).shape
+    (2, 17, 64)
+    >>> layer.resized_embedding((6, 6)).shape
+    (1, 37, 64)
+    """
+
+    def __init__(
+        self, grid_size=None, num_prefix_tokens=1, initializer=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.grid_size = (
+            None
+            if grid_size is None
+            else normalize_pair(grid_size, "grid_size")
+        )
+        if (
+            isinstance(num_prefix_tokens, bool)
+            or not isinstance(num_prefix_tokens, int)
+            or num_prefix_tokens < 0
+        ):
+            raise ValueError(
+                "`num_prefix_tokens` must be a non-negative int. "
+                f"Received: num_prefix_tokens={num_prefix_tokens!r}"
+            )
+        self.num_prefix_tokens = int(num_prefix_tokens)
+        if initializer is None:
+            initializer = keras.initializers.RandomNormal(stddev=0.02)
+        self.initializer = keras.initializers.get(initializer)
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or None in input_shape[1:]:
+            raise ValueError(
+                "`PositionEmbedding` expects a sequence of shape "
+                "(batch, num_tokens, hidden_dim) with known num_tokens and "
+                f"hidden_dim. Received: input_shape={tuple(input_shape)}"
+            )
+        length = input_shape[1]
+        if self.grid_size is not None:
+            expected = (
+                self.num_prefix_tokens + self.grid_size[0] * self.grid_size[1]
+            )
+            if length != expected:
+                raise ValueError(
+                    "The sequence length must equal num_prefix_tokens + "
+                    "grid_height * grid_width. "
+                    f"Received: sequence length={length}, "
+                    f"grid_size={self.grid_size}, "
+                    f"num_prefix_tokens={self.num_prefix_tokens}"
+                )
+        self.embedding = self.add_weight(
+            name="embedding",
+            shape=(1, length, input_shape[2]),
+            initializer=self.initializer,
+        )
+
+    def call(self, inputs):
+        # (B, L, D) + (1, L, D)
+        return inputs + ops.cast(self.embedding, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _current_grid(self):
+        if self.grid_size is not None:
+            return self.grid_size
+        num_patches = self.embedding.shape[1] - self.num_prefix_tokens
+        side = int(round(num_patches**0.5))
+        if side * side != num_patches:
+            raise ValueError(
+                "Cannot infer the patch grid of a non-square position "
+                "embedding; create the layer with `grid_size`. "
+                f"Received: num_patches={num_patches}"
+            )
+        return (side, side)
+
+    def resized_embedding(self, grid_size, method="bilinear"):
+        """Returns this layer's table resized to another patch grid.
+
+        Args:
+            grid_size: int or tuple of two ints. Target patch grid.
+            method: `"bilinear"`, `"bicubic"` or `"nearest"`. Defaults to
+                `"bilinear"`.
+
+        Returns:
+            A NumPy array `(1, num_prefix_tokens + gh * gw, hidden_dim)`
+            that can be assigned to a `PositionEmbedding` built for that grid.
+        """
+        if not self.built:
+            raise ValueError(
+                "The layer must be built before its embedding can be resized."
+            )
+        return resize_position_embedding(
+            ops.convert_to_numpy(self.embedding),
+            self._current_grid(),
+            grid_size,
+            num_prefix_tokens=self.num_prefix_tokens,
+            method=method,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "grid_size": self.grid_size,
+                "num_prefix_tokens": self.num_prefix_tokens,
+                "initializer": keras.initializers.serialize(self.initializer),
+            }
+        )
+        return config

@@ -1,0 +1,177 @@
+import keras
+
+from keras_vit.layers._utils import check_positive_int
+from keras_vit.layers._utils import check_rate
+from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.mlp_block import MLPBlock
+from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class TransformerEncoderBlock(keras.layers.Layer):
+    """One pre-norm ViT encoder block.
+
+    `x = x + DropPath(Dropout(MHSA(LayerNorm(x))))`, then
+    `x = x + DropPath(MLP(LayerNorm(x)))`. Self-attention lets every token
+    gather information from the tokens most similar to it; the MLP then
+    transforms each token on its own.
+
+    Args:
+        num_heads: int. Number of attention heads; must divide the width.
+        mlp_dim: int. Width of the MLP's hidden layer.
+        dropout: float. Dropout rate after the attention output and inside
+            the MLP. Defaults to `0.0`.
+        attention_dropout: float. Dropout rate on the attention weights.
+            Defaults to `0.0`.
+        drop_path_rate: float. Stochastic-depth rate of both residual
+            branches. Defaults to `0.0` (no `DropPath` layer is created).
+        layer_norm_epsilon: float. Epsilon of both LayerNorms. Defaults to
+            `1e-6`.
+        approximate_gelu: bool. Use the tanh approximation of GELU in the
+            MLP. Defaults to `False` (exact erf form).
+        seed: int or `None`. Seed of the stochastic-depth masks. Defaults to
+            `None`.
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: tensor `(batch_size, num_tokens, hidden_dim)`.
+        training: bool. Whether dropout and stochastic depth are active.
+        return_attention_scores: bool. Also return the attention weights
+            `(batch_size, num_heads, num_tokens, num_tokens)`. Defaults to
+            `False`.
+
+    Input shape:
+        `(batch_size, num_tokens, hidden_dim)`.
+
+    Output shape:
+        Same as the input (and the attention weights when requested).
+
+    Example:
+
+    >>> tokens = keras.random.uniform((2, 17, 64))
+    >>> TransformerEncoderBlock(num_heads=4, mlp_dim=256)(tokens).shape
+    (2, 17, 64)
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        mlp_dim,
+        dropout=0.0,
+        attention_dropout=0.0,
+        drop_path_rate=0.0,
+        layer_norm_epsilon=1e-6,
+        approximate_gelu=False,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive_int(num_heads, "num_heads")
+        self.mlp_dim = check_positive_int(mlp_dim, "mlp_dim")
+        self.dropout = check_rate(dropout, "dropout")
+        self.attention_dropout = check_rate(
+            attention_dropout, "attention_dropout"
+        )
+        self.drop_path_rate = check_rate(drop_path_rate, "drop_path_rate")
+        if not isinstance(layer_norm_epsilon, (int, float)) or not (
+            layer_norm_epsilon > 0
+        ):
+            raise ValueError(
+                "`layer_norm_epsilon` must be a positive float. "
+                f"Received: layer_norm_epsilon={layer_norm_epsilon!r}"
+            )
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.approximate_gelu = approximate_gelu
+        self.seed = seed
+
+        policy = self.dtype_policy
+        self.attention_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=policy, name="attention_norm"
+        )
+        self.attention = MultiHeadSelfAttention(
+            self.num_heads,
+            dropout=self.attention_dropout,
+            dtype=policy,
+            name="attention",
+        )
+        self.attention_output_dropout = keras.layers.Dropout(
+            self.dropout, dtype=policy, name="attention_output_dropout"
+        )
+        self.mlp_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=policy, name="mlp_norm"
+        )
+        self.mlp = MLPBlock(
+            self.mlp_dim,
+            dropout=self.dropout,
+            approximate_gelu=approximate_gelu,
+            dtype=policy,
+            name="mlp",
+        )
+        # An identity instead of a rate-0 DropPath keeps `call` branch-free.
+        self.drop_path = (
+            DropPath(
+                self.drop_path_rate, seed=seed, dtype=policy, name="drop_path"
+            )
+            if self.drop_path_rate > 0.0
+            else keras.layers.Identity(dtype=policy, name="drop_path")
+        )
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(
+                "`TransformerEncoderBlock` expects a sequence of shape "
+                "(batch, num_tokens, hidden_dim) with a known hidden_dim. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        if input_shape[-1] % self.num_heads:
+            raise ValueError(
+                "`hidden_dim` must be divisible by `num_heads`. "
+                f"Received: hidden_dim={input_shape[-1]}, "
+                f"num_heads={self.num_heads}"
+            )
+        self.attention_norm.build(input_shape)
+        self.attention.build(input_shape)
+        self.mlp_norm.build(input_shape)
+        self.mlp.build(input_shape)
+
+    def call(self, inputs, training=None, return_attention_scores=False):
+        x, weights = self.attention(
+            self.attention_norm(inputs),
+            training=training,
+            return_attention_scores=True,
+        )
+        x = self.attention_output_dropout(x, training=training)
+        x = inputs + self.drop_path(x, training=training)  # (B, N, D)
+        y = self.mlp(self.mlp_norm(x), training=training)
+        outputs = x + self.drop_path(y, training=training)  # (B, N, D)
+        if return_attention_scores:
+            return outputs, weights
+        return outputs
+
+    def compute_output_shape(self, input_shape, return_attention_scores=False):
+        return self.attention.compute_output_shape(
+            input_shape, return_attention_scores=return_attention_scores
+        )
+
+    def compute_output_spec(
+        self, inputs, training=None, return_attention_scores=False
+    ):
+        return self.attention.compute_output_spec(
+            inputs, return_attention_scores=return_attention_scores
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout,
+                "drop_path_rate": self.drop_path_rate,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "approximate_gelu": self.approximate_gelu,
+                "seed": self.seed,
+            }
+        )
+        return config

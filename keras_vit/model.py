@@ -1,0 +1,248 @@
+"""`build_vit`: the Vision Transformer as a functional Keras model."""
+
+import os
+
+import keras
+
+from keras_vit.layers import ClassToken
+from keras_vit.layers import PatchEmbedding
+from keras_vit.layers import PatchExtractor
+from keras_vit.layers import PositionEmbedding
+from keras_vit.layers import TokenPooling
+from keras_vit.layers import TransformerEncoderBlock
+from keras_vit.layers._utils import check_positive_int
+from keras_vit.layers._utils import check_rate
+from keras_vit.layers._utils import normalize_pair
+from keras_vit.variants import decode_variant
+
+# Used when neither a variant nor an explicit value is given: ViT-B/16.
+_DEFAULTS = decode_variant("B/16")
+_POOLINGS = ("token", "gap")
+
+
+def _check_optional_positive_int(value, name):
+    return None if value is None else check_positive_int(value, name)
+
+
+def build_vit(
+    variant=None,
+    *,
+    image_size=224,
+    patch_size=None,
+    hidden_dim=None,
+    depth=None,
+    num_heads=None,
+    mlp_dim=None,
+    num_classes=1000,
+    include_top=True,
+    pooling="token",
+    representation_size=None,
+    dropout=0.0,
+    attention_dropout=0.0,
+    drop_path_rate=0.0,
+    layer_norm_epsilon=1e-6,
+    channels=3,
+    classifier_activation=None,
+    approximate_gelu=False,
+    weights=None,
+    name=None,
+):
+    """Builds a Vision Transformer (Dosovitskiy et al., 2021).
+
+    The model is a plain functional `keras.Model`: images are split into
+    patches (`patch_extractor`), each patch is embedded linearly
+    (`patch_embedding`), a learnable class token is prepended
+    (`class_token`), a learnable position embedding is added
+    (`position_embedding`), `depth` pre-norm encoder blocks follow
+    (`encoder_block_0`, ...), then a final LayerNorm (`encoder_norm`),
+    pooling (`pooling`), an optional tanh representation layer
+    (`pre_logits`) and the classification head (`head`). Every layer keeps
+    that name, so intermediate features can be fetched with
+    `model.get_layer(name).output`.
+
+    The model takes images as they are: the original checkpoints expect
+    pixel values scaled to [-1, 1].
+
+    Args:
+        variant: str or `None`. One of `"Ti/16"`, `"S/16"`, `"S/32"`,
+            `"B/8"`, `"B/16"`, `"B/32"`, `"L/16"`, `"L/32"`, `"H/14"`. Sets
+            `hidden_dim`, `depth`, `num_heads`, `mlp_dim` and `patch_size`;
+            explicit keyword arguments override it. Defaults to `None`
+            (the B/16 dimensions for whatever is not given).
+        image_size: int or tuple `(height, width)`. Input image size; must
+            be divisible by the patch size. Defaults to `224`.
+        patch_size: int or tuple `(height, width)`. Patch size. Defaults to
+            the variant's, else `16`.
+        hidden_dim: int. Token width `D`. Defaults to the variant's, else
+            `768`.
+        depth: int. Number of encoder blocks. Defaults to the variant's,
+            else `12`.
+        num_heads: int. Attention heads; must divide `hidden_dim`. Defaults
+            to the variant's, else `12`.
+        mlp_dim: int. Hidden width of each block's MLP. Defaults to the
+            variant's, else `3072`.
+        num_classes: int. Number of output classes. Defaults to `1000`.
+        include_top: bool. When `False`, the model ends at the pooled
+            features (after `pre_logits` if present) instead of the head.
+            Defaults to `True`.
+        pooling: `"token"` (read the class token) or `"gap"` (average the
+            patch tokens, without the class token). Defaults to `"token"`.
+        representation_size: int or `None`. Width of a tanh Dense layer
+            (`pre_logits`) before the head, as in the original ImageNet-21k
+            models. Defaults to `None` (no such layer).
+        dropout: float. Dropout rate after the position embedding, after
+            each attention output and inside each MLP. Defaults to `0.0`.
+        attention_dropout: float. Dropout rate on the attention weights.
+            Defaults to `0.0`.
+        drop_path_rate: float. Stochastic-depth rate of the last block; the
+            rate grows linearly from 0 in the first block to this value in
+            the last. Defaults to `0.0`.
+        layer_norm_epsilon: float. Epsilon of every LayerNorm. Defaults to
+            `1e-6`.
+        channels: int. Number of image channels. Defaults to `3`.
+        classifier_activation: activation of the head, e.g. `"softmax"`, or
+            `None` for logits. Defaults to `None`.
+        approximate_gelu: bool. Use the tanh approximation of GELU instead
+            of the exact erf form. Defaults to `False`.
+        weights: `None` or the path of a Keras `.weights.h5` file saved from
+            a model of the same configuration. Defaults to `None` (random
+            initialization).
+        name: str or `None`. Model name. Defaults to `"vit_<variant>"` or
+            `"vit"`.
+
+    Returns:
+        A `keras.Model` mapping `(batch, height, width, channels)` images to
+        `(batch, num_classes)` outputs, or to `(batch, features)` when
+        `include_top=False`.
+
+    Example:
+
+    >>> model = build_vit(
+    ...     image_size=32, patch_size=4, hidden_dim=64, depth=2,
+    ...     num_heads=4, mlp_dim=128, num_classes=10)
+    >>> model.output_shape
+    (None, 10)
+    >>> build_vit("Ti/16", num_classes=10).count_params()
+    5526346
+    """
+    dims = dict(_DEFAULTS)
+    if variant is not None:
+        dims = decode_variant(variant)
+    overrides = {
+        "patch_size": patch_size,
+        "hidden_dim": hidden_dim,
+        "depth": depth,
+        "num_heads": num_heads,
+        "mlp_dim": mlp_dim,
+    }
+    dims.update({k: v for k, v in overrides.items() if v is not None})
+
+    image_size = normalize_pair(image_size, "image_size")
+    patch_size = normalize_pair(dims["patch_size"], "patch_size")
+    hidden_dim = check_positive_int(dims["hidden_dim"], "hidden_dim")
+    depth = check_positive_int(dims["depth"], "depth")
+    num_heads = check_positive_int(dims["num_heads"], "num_heads")
+    mlp_dim = check_positive_int(dims["mlp_dim"], "mlp_dim")
+    channels = check_positive_int(channels, "channels")
+    representation_size = _check_optional_positive_int(
+        representation_size, "representation_size"
+    )
+    dropout = check_rate(dropout, "dropout")
+    attention_dropout = check_rate(attention_dropout, "attention_dropout")
+    drop_path_rate = check_rate(drop_path_rate, "drop_path_rate")
+    if image_size[0] % patch_size[0] or image_size[1] % patch_size[1]:
+        raise ValueError(
+            "`image_size` must be divisible by `patch_size`. "
+            f"Received: image_size={image_size}, patch_size={patch_size}"
+        )
+    if hidden_dim % num_heads:
+        raise ValueError(
+            "`hidden_dim` must be divisible by `num_heads`. "
+            f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
+        )
+    if pooling not in _POOLINGS:
+        raise ValueError(
+            f"`pooling` must be one of {_POOLINGS}. "
+            f"Received: pooling={pooling!r}"
+        )
+    if not isinstance(include_top, bool):
+        raise TypeError(
+            "`include_top` must be a bool. "
+            f"Received: include_top={include_top!r}"
+        )
+    if include_top:
+        num_classes = check_positive_int(num_classes, "num_classes")
+    if weights is not None:
+        _check_weights_path(weights)
+    grid = (image_size[0] // patch_size[0], image_size[1] // patch_size[1])
+    if name is None:
+        name = (
+            "vit"
+            if variant is None
+            else "vit_" + variant.lower().replace("/", "")
+        )
+
+    images = keras.Input(shape=(*image_size, channels), name="images")
+    x = PatchExtractor(patch_size, name="patch_extractor")(images)
+    x = PatchEmbedding(hidden_dim, name="patch_embedding")(x)
+    x = ClassToken(name="class_token")(x)
+    x = PositionEmbedding(grid_size=grid, name="position_embedding")(x)
+    x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
+    for i in range(depth):
+        block_rate = drop_path_rate * i / (depth - 1) if depth > 1 else 0.0
+        x = TransformerEncoderBlock(
+            num_heads=num_heads,
+            mlp_dim=mlp_dim,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            drop_path_rate=block_rate,
+            layer_norm_epsilon=layer_norm_epsilon,
+            approximate_gelu=approximate_gelu,
+            name=f"encoder_block_{i}",
+        )(x)
+    x = keras.layers.LayerNormalization(
+        epsilon=layer_norm_epsilon, name="encoder_norm"
+    )(x)
+    x = TokenPooling(pooling, name="pooling")(x)
+    if representation_size is not None:
+        x = keras.layers.Dense(
+            representation_size, activation="tanh", name="pre_logits"
+        )(x)
+    if include_top:
+        # Logits in float32 keep the loss stable under mixed precision.
+        x = keras.layers.Dense(
+            num_classes,
+            activation=classifier_activation,
+            kernel_initializer="zeros",
+            dtype=_head_dtype(),
+            name="head",
+        )(x)
+    model = keras.Model(images, x, name=name)
+    if weights is not None:
+        model.load_weights(os.fspath(weights))
+    return model
+
+
+def _head_dtype():
+    policy = keras.config.dtype_policy()
+    if policy.compute_dtype != policy.variable_dtype:
+        return "float32"
+    return None
+
+
+def _check_weights_path(weights):
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(
+            "`weights` must be None or the path of a `.weights.h5` file. "
+            f"Received: weights={weights!r}"
+        )
+    path = os.fspath(weights)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(
+            "`weights` must be the path of a Keras `.weights.h5` file. "
+            f"Received: weights={path!r}"
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No weights file at the given path. Received: weights={path!r}"
+        )
