@@ -27,7 +27,7 @@ class ClassToken(keras.layers.Layer):
     Example:
 
     >>> tokens = keras.random.uniform((2, 16, 64))
-    >>> ClassToken()(tokens).shape
+    >>> tuple(ClassToken()(tokens).shape)
     (2, 17, 64)
     """
 

@@ -37,7 +37,7 @@ class MLPBlock(keras.layers.Layer):
     Example:
 
     >>> tokens = keras.random.uniform((2, 17, 64))
-    >>> MLPBlock(mlp_dim=256)(tokens).shape
+    >>> tuple(MLPBlock(mlp_dim=256)(tokens).shape)
     (2, 17, 64)
     """
 

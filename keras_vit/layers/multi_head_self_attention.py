@@ -75,7 +75,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     >>> tokens = keras.random.uniform((2, 17, 64))
     >>> layer = MultiHeadSelfAttention(num_heads=4)
     >>> outputs, weights = layer(tokens, return_attention_scores=True)
-    >>> outputs.shape, weights.shape
+    >>> tuple(outputs.shape), tuple(weights.shape)
     ((2, 17, 64), (2, 4, 17, 17))
     """
 

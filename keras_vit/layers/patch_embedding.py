@@ -30,7 +30,7 @@ class PatchEmbedding(keras.layers.Layer):
     Example:
 
     >>> patches = keras.random.uniform((2, 16, 192))
-    >>> PatchEmbedding(64)(patches).shape
+    >>> tuple(PatchEmbedding(64)(patches).shape)
     (2, 16, 64)
     """
 

@@ -32,7 +32,7 @@ class PatchExtractor(keras.layers.Layer):
     Example:
 
     >>> images = keras.random.uniform((2, 32, 32, 3))
-    >>> PatchExtractor(8)(images).shape
+    >>> tuple(PatchExtractor(8)(images).shape)
     (2, 16, 192)
     """
 

@@ -99,7 +99,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     >>> tokens = keras.random.uniform((2, 17, 64))
     >>> layer = PositionEmbedding(grid_size=4)
-    >>> layer(tokens).shape
+    >>> tuple(layer(tokens).shape)
     (2, 17, 64)
     >>> layer.resized_embedding((6, 6)).shape
     (1, 37, 64)

@@ -26,7 +26,7 @@ class TokenPooling(keras.layers.Layer):
     Example:
 
     >>> tokens = keras.random.uniform((2, 17, 64))
-    >>> TokenPooling("gap")(tokens).shape
+    >>> tuple(TokenPooling("gap")(tokens).shape)
     (2, 64)
     """
 

@@ -49,7 +49,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
     Example:
 
     >>> tokens = keras.random.uniform((2, 17, 64))
-    >>> TransformerEncoderBlock(num_heads=4, mlp_dim=256)(tokens).shape
+    >>> tuple(TransformerEncoderBlock(num_heads=4, mlp_dim=256)(tokens).shape)
     (2, 17, 64)
     """
 

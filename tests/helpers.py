@@ -1,0 +1,79 @@
+"""Checks shared by the layer and model tests."""
+
+import json
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def to_numpy(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+def run_layer_test(
+    layer_cls,
+    init_kwargs,
+    input_shape,
+    expected_output_shape,
+    expected_num_weights,
+    expected_num_params=None,
+):
+    """The contract every keras_vit layer keeps.
+
+    - `from_config(get_config())` gives an equal, JSON-serializable config;
+    - a symbolic call with a `None` batch has the expected shape;
+    - an eager call's shape equals `compute_output_shape`;
+    - the layer owns the expected number of weights (and parameters);
+    - a `mixed_bfloat16` copy computes in bfloat16 with float32 variables
+      and stays close to the float32 output.
+    """
+    layer = layer_cls(**init_kwargs)
+    config = layer.get_config()
+    json.dumps(config)  # Must be JSON-serializable as it is.
+    clone = layer_cls.from_config(config)
+    assert json.dumps(clone.get_config(), sort_keys=True) == json.dumps(
+        config, sort_keys=True
+    )
+
+    symbolic = keras.KerasTensor((None, *input_shape[1:]))
+    out = layer_cls(**init_kwargs)(symbolic)
+    assert tuple(out.shape) == (None, *expected_output_shape[1:])
+
+    x = keras.random.normal(input_shape, seed=0)
+    y = layer(x)
+    assert tuple(y.shape) == tuple(expected_output_shape)
+    assert tuple(layer.compute_output_shape(input_shape)) == tuple(y.shape)
+    assert len(layer.weights) == expected_num_weights
+    if expected_num_params is not None:
+        assert layer.count_params() == expected_num_params
+
+    mixed = layer_cls(**init_kwargs, dtype="mixed_bfloat16")
+    y_mixed = mixed(x)
+    assert y_mixed.dtype == "bfloat16"
+    assert all(w.dtype == "float32" for w in mixed.weights)
+    for target, source in zip(mixed.weights, layer.weights):
+        target.assign(source)
+    y_mixed = to_numpy(ops.cast(mixed(x), "float32"))
+    np.testing.assert_allclose(y_mixed, to_numpy(y), rtol=0.05, atol=0.05)
+    return layer
+
+
+def check_dropout_behavior(layer, x, samples=400):
+    """`training=True` changes outputs; their mean equals inference's.
+
+    The mean of `samples` training outputs must lie within 5 standard
+    errors of the inference output, element by element.
+    """
+    inference = to_numpy(layer(x, training=False))
+    np.testing.assert_array_equal(inference, to_numpy(layer(x)))
+    first = to_numpy(layer(x, training=True))
+    second = to_numpy(layer(x, training=True))
+    assert not np.allclose(first, inference)
+    assert not np.allclose(first, second)
+    draws = np.stack(
+        [to_numpy(layer(x, training=True)) for _ in range(samples)]
+    )
+    mean = draws.mean(axis=0)
+    standard_error = draws.std(axis=0) / np.sqrt(samples)
+    assert np.all(np.abs(mean - inference) <= 5 * standard_error + 1e-5)
