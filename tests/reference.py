@@ -71,6 +71,18 @@ def encoder_block(x, w, eps, approximate_gelu=False):
     return x + y
 
 
+ATTENTION_WEIGHT_NAMES = (
+    "query_kernel",
+    "query_bias",
+    "key_kernel",
+    "key_bias",
+    "value_kernel",
+    "value_bias",
+    "output_kernel",
+    "output_bias",
+)
+
+
 def _f64(variable):
     return np.asarray(variable.numpy(), dtype=np.float64)
 
@@ -84,17 +96,7 @@ def block_weights(block):
             _f64(block.attention_norm.beta),
         ),
         "attention": {
-            name: _f64(getattr(attn, name))
-            for name in (
-                "query_kernel",
-                "query_bias",
-                "key_kernel",
-                "key_bias",
-                "value_kernel",
-                "value_bias",
-                "output_kernel",
-                "output_bias",
-            )
+            name: _f64(getattr(attn, name)) for name in ATTENTION_WEIGHT_NAMES
         },
         "mlp_norm": (_f64(block.mlp_norm.gamma), _f64(block.mlp_norm.beta)),
         "dense_0": (

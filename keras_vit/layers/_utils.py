@@ -44,6 +44,15 @@ def check_positive_int(value, name):
     return int(value)
 
 
+def check_non_negative_int(value, name):
+    """Returns `value` as an int, raising when it is not an int >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"`{name}` must be a non-negative int. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
 def check_rate(value, name):
     """Returns `value` as a float in [0, 1), raising otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

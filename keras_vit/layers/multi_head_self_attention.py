@@ -98,7 +98,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.attention_dropout = keras.layers.Dropout(
+        self.weights_dropout = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy, name="attention_dropout"
         )
 
@@ -193,7 +193,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         # Softmax in float32 so that bfloat16/float16 rows still sum to 1.
         weights = ops.softmax(ops.cast(scores, "float32"), axis=-1)
         weights = ops.cast(weights, self.compute_dtype)  # (B, H, N, N)
-        dropped = self.attention_dropout(weights, training=training)
+        dropped = self.weights_dropout(weights, training=training)
         context = ops.matmul(dropped, value)  # (B, H, N, Dh)
         context = ops.transpose(context, (0, 2, 1, 3))  # (B, N, H, Dh)
         context = ops.reshape(context, (-1, length, heads * head_dim))

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_vit.layers._utils import check_non_negative_int
 from keras_vit.layers._utils import normalize_pair
 
 _RESIZE_METHODS = ("bilinear", "bicubic", "nearest")
@@ -114,16 +115,9 @@ class PositionEmbedding(keras.layers.Layer):
             if grid_size is None
             else normalize_pair(grid_size, "grid_size")
         )
-        if (
-            isinstance(num_prefix_tokens, bool)
-            or not isinstance(num_prefix_tokens, int)
-            or num_prefix_tokens < 0
-        ):
-            raise ValueError(
-                "`num_prefix_tokens` must be a non-negative int. "
-                f"Received: num_prefix_tokens={num_prefix_tokens!r}"
-            )
-        self.num_prefix_tokens = int(num_prefix_tokens)
+        self.num_prefix_tokens = check_non_negative_int(
+            num_prefix_tokens, "num_prefix_tokens"
+        )
         if initializer is None:
             initializer = keras.initializers.RandomNormal(stddev=0.02)
         self.initializer = keras.initializers.get(initializer)

@@ -1,6 +1,8 @@
 import keras
 from keras import ops
 
+from keras_vit.layers._utils import check_non_negative_int
+
 _MODES = ("token", "gap")
 
 
@@ -36,15 +38,9 @@ class TokenPooling(keras.layers.Layer):
             raise ValueError(
                 f"`mode` must be one of {_MODES}. Received: mode={mode!r}"
             )
-        if (
-            isinstance(num_prefix_tokens, bool)
-            or not isinstance(num_prefix_tokens, int)
-            or num_prefix_tokens < 0
-        ):
-            raise ValueError(
-                "`num_prefix_tokens` must be a non-negative int. "
-                f"Received: num_prefix_tokens={num_prefix_tokens!r}"
-            )
+        num_prefix_tokens = check_non_negative_int(
+            num_prefix_tokens, "num_prefix_tokens"
+        )
         if mode == "token" and num_prefix_tokens < 1:
             raise ValueError(
                 '`mode="token"` needs a class token (num_prefix_tokens >= 1). '

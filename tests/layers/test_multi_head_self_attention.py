@@ -5,18 +5,8 @@ from keras_vit.layers import MultiHeadSelfAttention
 from tests.helpers import check_dropout_behavior
 from tests.helpers import run_layer_test
 from tests.helpers import to_numpy
+from tests.reference import ATTENTION_WEIGHT_NAMES
 from tests.reference import attention
-
-WEIGHT_NAMES = (
-    "query_kernel",
-    "query_bias",
-    "key_kernel",
-    "key_bias",
-    "value_kernel",
-    "value_bias",
-    "output_kernel",
-    "output_bias",
-)
 
 
 def _randomize(layer, seed=0):
@@ -27,7 +17,8 @@ def _randomize(layer, seed=0):
 
 def _reference_weights(layer):
     return {
-        n: to_numpy(getattr(layer, n)).astype("float64") for n in WEIGHT_NAMES
+        n: to_numpy(getattr(layer, n)).astype("float64")
+        for n in ATTENTION_WEIGHT_NAMES
     }
 
 
