@@ -4,13 +4,19 @@ The digits (1,797 grayscale 8x8 images, 10 classes) ship with scikit-learn,
 so this runs offline. Images are upsampled to 16x16 and cut into 4x4
 patches: 16 patches + 1 class token per image.
 
-    python examples/train_digits.py [--epochs 40] [--out digits.keras]
+    python examples/train_digits.py [--epochs 40] [--out runs/digits]
+
+With `--out DIR` it writes DIR/model.keras, DIR/labels.json, DIR/metrics.json,
+and DIR/train_images.npy (200 training images, for int8 calibration) and
+DIR/test_images.npy (the test images), ready for `python -m export`.
 """
 
 import argparse
 import json
+import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -37,7 +43,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="where to save the trained .keras model")
+    parser.add_argument("--out", help="folder for the model and its data")
     args = parser.parse_args()
 
     keras.utils.set_random_seed(args.seed)
@@ -73,18 +79,22 @@ def main():
     )
     model.fit(train, epochs=args.epochs, verbose=2)
     loss, accuracy = model.evaluate(test, verbose=0)
+    metrics = {
+        "test_accuracy": round(float(accuracy), 4),
+        "test_loss": round(float(loss), 4),
+        "test_images": int(len(x_test)),
+        "parameters": int(model.count_params()),
+    }
     if args.out:
-        model.save(args.out)
-    print(
-        json.dumps(
-            {
-                "test_accuracy": round(float(accuracy), 4),
-                "test_loss": round(float(loss), 4),
-                "test_images": int(len(x_test)),
-                "parameters": int(model.count_params()),
-            }
-        )
-    )
+        os.makedirs(args.out, exist_ok=True)
+        model.save(os.path.join(args.out, "model.keras"))
+        np.save(os.path.join(args.out, "train_images.npy"), x_train[:200])
+        np.save(os.path.join(args.out, "test_images.npy"), x_test)
+        with open(os.path.join(args.out, "labels.json"), "w") as f:
+            json.dump([str(d) for d in range(10)], f)
+        with open(os.path.join(args.out, "metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=2)
+    print(json.dumps(metrics))
     return accuracy
 
 

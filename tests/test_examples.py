@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_train_digits_example_learns_and_saves(tmp_path):
-    out = tmp_path / "digits.keras"
+    out = tmp_path / "digits"
     result = subprocess.run(
         [
             sys.executable,
@@ -30,6 +30,9 @@ def test_train_digits_example_learns_and_saves(tmp_path):
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     # Four epochs are far from converged; chance is 0.1.
     assert metrics["test_accuracy"] > 0.5
-    model = keras.saving.load_model(out)
+    model = keras.saving.load_model(out / "model.keras")
+    assert np.load(out / "test_images.npy").shape == (360, 16, 16, 1)
+    assert np.load(out / "train_images.npy").shape == (200, 16, 16, 1)
+    assert json.loads((out / "labels.json").read_text()) == list("0123456789")
     logits = model(np.zeros((2, 16, 16, 1), "float32"))
     assert logits.shape == (2, 10)

@@ -1,0 +1,37 @@
+"""Export Keras image models to SavedModel, TFLite (LiteRT) and ONNX.
+
+Every export reloads the artifact in its own runtime and compares it with
+the Keras model before the file is placed at its path:
+
+    from export import export_saved_model, export_tflite, export_onnx
+    export_onnx(model, "model.onnx")            # returns a VerificationReport
+    export_tflite(model, "model.int8.tflite", "int8", representative_data=x)
+
+All three take `(model, path, <format option>, *, samples=None,
+overwrite=False, ...)`. The command line, `python -m export MODEL.keras --to
+DIR`, writes every format, a `report.json` and a `manifest.json`.
+"""
+
+from export._files import OutputExistsError
+from export.onnx_model import InvalidOnnxError
+from export.onnx_model import export_onnx
+from export.saved_model import export_saved_model
+from export.tflite import UnsupportedOpsError
+from export.tflite import export_tflite
+from export.verify import VerificationError
+from export.verify import VerificationReport
+from export.verify import format_table
+from export.verify import verify
+
+__all__ = [
+    "InvalidOnnxError",
+    "OutputExistsError",
+    "UnsupportedOpsError",
+    "VerificationError",
+    "VerificationReport",
+    "export_onnx",
+    "export_saved_model",
+    "export_tflite",
+    "format_table",
+    "verify",
+]

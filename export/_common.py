@@ -1,0 +1,81 @@
+"""The steps every exporter shares: check, stage, write, verify, publish."""
+
+import os
+
+import numpy as np
+
+from export._files import check_target
+from export._files import publish
+from export._files import staging_path
+from export._model import image_spec
+from export.verify import VerificationError
+from export.verify import check_samples
+from export.verify import default_samples
+from export.verify import verify
+
+
+def prepare(model, path, overwrite, samples):
+    """Validates the arguments; returns `(path, samples)`."""
+    shape = image_spec(model)
+    path = check_target(path, overwrite)
+    if samples is None:
+        samples = default_samples(shape)
+    else:
+        samples = check_samples(samples, shape)
+    return path, samples
+
+
+def write_verified(
+    model, path, samples, write, directory=False, force=False, **verify_kwargs
+):
+    """Writes an artifact with `write(staged_path)`, verifies it, publishes it.
+
+    The artifact is written in a hidden folder beside `path` under its final
+    name (so that an ONNX file finds its `.data` file by the same relative
+    name), and moved to `path` only once it passed verification (or `force`
+    is set). The staging folder is removed in every case.
+    """
+    with staging_path(path, directory=True) as staging:
+        staged = os.path.join(staging, os.path.basename(path))
+        if directory:
+            os.mkdir(staged)
+        write(staged)
+        report = verify(model, staged, samples, **verify_kwargs)
+        report.path = path
+        if not report.passed:
+            if not force:
+                raise VerificationError(report)
+            report.forced = True
+        sidecar = path + ".data"
+        if os.path.isfile(staged + ".data"):
+            publish(staged + ".data", sidecar)
+        elif os.path.isfile(sidecar):
+            os.remove(sidecar)  # Left by an earlier export with external data.
+        publish(staged, path)
+    return report
+
+
+def as_image_array(data, image_shape, name, limit=None):
+    """Collects images from an array or an iterable of batches/(x, y) pairs."""
+    if data is None:
+        return None
+    if isinstance(data, np.ndarray) or hasattr(data, "__array__"):
+        array = np.asarray(data)
+    else:
+        chunks, total = [], 0
+        for item in data:
+            if isinstance(item, (tuple, list)):
+                item = item[0]
+            item = np.asarray(item)
+            if item.ndim == len(image_shape):
+                item = item[None]
+            chunks.append(item)
+            total += len(item)
+            if limit is not None and total >= limit:
+                break
+        if not chunks:
+            raise ValueError(f"`{name}` yielded no images.")
+        array = np.concatenate(chunks)
+    if limit is not None:
+        array = array[:limit]
+    return check_samples(array, image_shape, name=name)

@@ -1,0 +1,415 @@
+"""`python -m export`: every format in one command, verified, with a report.
+
+python -m export MODEL.keras --to DIR [--formats saved_model,tflite,onnx]
+    [--quantize float16,dynamic,int8] [--representative-data PATH]
+    [--opset 17] [--overwrite] [--force] [--bench]
+python -m export bench DIR [--model MODEL.keras] [--batch-size 8]
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+
+from export._files import check_target
+from export._files import publish
+from export._files import staging_path
+from export._model import image_spec
+from export._model import load_model
+from export.onnx_model import export_onnx
+from export.saved_model import export_saved_model
+from export.tflite import DEFAULT_MIN_TOP1_AGREEMENT
+from export.tflite import export_tflite
+from export.verify import VerificationError
+from export.verify import artifact_size
+from export.verify import check_samples
+from export.verify import default_samples
+from export.verify import format_table
+
+FORMATS = ("saved_model", "tflite", "onnx")
+QUANTIZE = ("float16", "dynamic", "int8")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def _csv(choices, name):
+    def parse(text):
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        unknown = [item for item in items if item not in choices]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a comma-separated list of "
+                f"{', '.join(choices)}; received {text!r}"
+            )
+        return list(dict.fromkeys(items))
+
+    return parse
+
+
+def _input_range(text):
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--input-range must be two numbers LOW,HIGH; received {text!r}"
+        ) from None
+    return low, high
+
+
+def load_images(path, image_shape, input_range=(-1.0, 1.0), limit=None):
+    """Images from a `.npy`/`.npz` array or a folder of image files.
+
+    Arrays are used as they are. Image files are decoded, resized to the
+    model's size, converted to its channel count and scaled from [0, 255]
+    to `input_range`.
+    """
+    import tensorflow as tf
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No image data at the given path: {path!r}")
+    if os.path.isfile(path) and path.endswith(".npy"):
+        array = np.load(path, allow_pickle=False)
+    elif os.path.isfile(path) and path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as data:
+            key = "images" if "images" in data.files else data.files[0]
+            array = data[key]
+    elif os.path.isdir(path):
+        files = sorted(
+            os.path.join(root, name)
+            for root, _, names in os.walk(path)
+            for name in names
+            if name.lower().endswith(IMAGE_EXTENSIONS)
+        )
+        if not files:
+            raise ValueError(
+                "The folder holds no image files "
+                f"({', '.join(IMAGE_EXTENSIONS)}): {path!r}"
+            )
+        height, width, channels = image_shape
+        low, high = input_range
+        images = []
+        for file in files[:limit]:
+            try:
+                image = tf.io.decode_image(
+                    tf.io.read_file(file),
+                    channels=channels,
+                    expand_animations=False,
+                )
+            except tf.errors.InvalidArgumentError as error:
+                raise ValueError(
+                    f"Cannot decode image {file!r}: {error.message}"
+                ) from None
+            image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
+            images.append(image.numpy() / 255.0 * (high - low) + low)
+        array = np.stack(images)
+    else:
+        raise ValueError(
+            "Image data must be a .npy or .npz file or a folder of images. "
+            f"Received: {path!r}"
+        )
+    return check_samples(array[:limit], image_shape, name=path)
+
+
+def _class_names(model_path, labels_path):
+    path = labels_path or os.path.join(
+        os.path.dirname(os.path.abspath(model_path)), "labels.json"
+    )
+    if not os.path.isfile(path):
+        if labels_path:
+            raise FileNotFoundError(f"No labels file at {labels_path!r}")
+        return None
+    with open(path) as f:
+        labels = json.load(f)
+    if isinstance(labels, dict):
+        labels = [labels[k] for k in sorted(labels, key=int)]
+    return [str(name) for name in labels]
+
+
+def _sha256(path):
+    if os.path.isdir(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _jobs(formats, quantize):
+    if "saved_model" in formats:
+        yield "saved_model", "saved_model", None
+    if "tflite" in formats:
+        yield "model.tflite", "tflite", None
+        for mode in quantize:
+            yield f"model.{mode}.tflite", "tflite", mode
+    if "onnx" in formats:
+        yield "model.onnx", "onnx", None
+
+
+def run_export(args, log):
+    target = check_target(args.to, args.overwrite)
+    if args.quantize and "tflite" not in args.formats:
+        raise ValueError(
+            "--quantize applies to TFLite; add tflite to --formats. "
+            f"Received: --formats {','.join(args.formats)}"
+        )
+    model = load_model(args.model, safe_mode=not args.unsafe)
+    shape = image_spec(model)
+    representative = None
+    if args.representative_data:
+        representative = load_images(
+            args.representative_data, shape, args.input_range, limit=200
+        )
+    if "int8" in args.quantize and representative is None:
+        raise ValueError(
+            "--quantize int8 needs --representative-data (images from the "
+            "training set) to calibrate activation ranges"
+        )
+    if args.samples:
+        samples = load_images(args.samples, shape, args.input_range, limit=64)
+    elif representative is not None:
+        samples = representative[:64]
+    else:
+        samples = default_samples(shape)
+    class_names = _class_names(args.model, args.labels)
+
+    reports, artifacts = [], {}
+    with staging_path(target, directory=True) as staging:
+        for name, fmt, mode in _jobs(args.formats, args.quantize):
+            path = os.path.join(staging, name)
+            log(f"exporting {name} ...")
+            try:
+                if fmt == "saved_model":
+                    report = export_saved_model(model, path, samples=samples)
+                elif fmt == "tflite":
+                    report = export_tflite(
+                        model,
+                        path,
+                        mode,
+                        representative,
+                        samples=samples,
+                        min_top1_agreement=args.min_top1_agreement,
+                        force=args.force,
+                    )
+                else:
+                    report = export_onnx(
+                        model, path, args.opset, samples=samples
+                    )
+            except VerificationError as error:
+                report = error.report
+            report.path = os.path.join(target, name)
+            reports.append(report)
+            if os.path.exists(path):
+                artifacts[name] = {
+                    "file": name,
+                    "format": fmt,
+                    "quantize": mode,
+                    "bytes": artifact_size(path),
+                    "sha256": _sha256(path),
+                }
+        passed = all(r.passed or r.forced for r in reports)
+        report_data = {
+            "passed": passed,
+            "samples": int(len(samples)),
+            "reports": [r.to_dict() for r in reports],
+        }
+        manifest = _manifest(args, model, shape, class_names, artifacts)
+        for name, data in (
+            ("report.json", report_data),
+            ("manifest.json", manifest),
+        ):
+            with open(os.path.join(staging, name), "w") as f:
+                json.dump(data, f, indent=2)
+        if passed:
+            publish(staging, target)
+    return reports, passed
+
+
+def _manifest(args, model, shape, class_names, artifacts):
+    import keras_vit
+
+    output_shape = tuple(model.outputs[0].shape)
+    return {
+        "keras_vit_version": keras_vit.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "source_model": {
+            "path": os.path.abspath(args.model),
+            "sha256": _sha256(args.model),
+        },
+        "input": {
+            "name": "images",
+            "shape": [None, *shape],
+            "dtype": "float32",
+            "layout": "NHWC",
+        },
+        "output": {"name": "logits", "shape": [None, *output_shape[1:]]},
+        "preprocessing": args.preprocessing,
+        "class_names": class_names,
+        "artifacts": artifacts,
+    }
+
+
+def run_bench(args):
+    from export.bench import benchmark
+    from export.bench import format_bench
+
+    model = (
+        load_model(args.model, safe_mode=not args.unsafe)
+        if args.model
+        else None
+    )
+    rows = benchmark(
+        args.directory,
+        model=model,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+    )
+    print(format_bench(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+def export_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m export",
+        description=(
+            "Export a .keras image model to SavedModel, TFLite and ONNX; "
+            "reload each artifact in its runtime and compare it with the "
+            "model at batch 1 and a larger batch. Writes DIR/report.json and "
+            "DIR/manifest.json. Exits 1 if any artifact fails (then nothing "
+            "is written), 2 on a usage error. `python -m export bench DIR` "
+            "times the artifacts."
+        ),
+    )
+    parser.add_argument("model", help="the .keras model file")
+    parser.add_argument(
+        "--to", required=True, metavar="DIR", help="output folder"
+    )
+    parser.add_argument(
+        "--formats",
+        type=_csv(FORMATS, "--formats"),
+        default=list(FORMATS),
+        help="comma-separated formats (default: saved_model,tflite,onnx)",
+    )
+    parser.add_argument(
+        "--quantize",
+        type=_csv(QUANTIZE, "--quantize"),
+        default=[],
+        help="extra quantized TFLite files: float16,dynamic,int8",
+    )
+    parser.add_argument(
+        "--representative-data",
+        metavar="PATH",
+        help=".npy/.npz images or a folder of image files from the training "
+        "data (calibrates int8; also used for verification)",
+    )
+    parser.add_argument(
+        "--samples",
+        metavar="PATH",
+        help="images for verification (default: the representative data, "
+        "else 8 uniform [-1, 1] images)",
+    )
+    parser.add_argument(
+        "--input-range",
+        type=_input_range,
+        default=(-1.0, 1.0),
+        metavar="LOW,HIGH",
+        help="range image files are scaled to (default: -1,1)",
+    )
+    parser.add_argument(
+        "--opset", type=int, default=17, help="ONNX opset (default 17)"
+    )
+    parser.add_argument(
+        "--min-top1-agreement",
+        type=float,
+        default=DEFAULT_MIN_TOP1_AGREEMENT,
+        help="required top-1 agreement of quantized files (default "
+        f"{DEFAULT_MIN_TOP1_AGREEMENT})",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write quantized files even below --min-top1-agreement",
+    )
+    parser.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="JSON list of class names (default: labels.json beside the model)",
+    )
+    parser.add_argument(
+        "--preprocessing",
+        default="none recorded: feed the model what it was trained on",
+        help="text recorded in manifest.json describing input preprocessing",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace DIR")
+    parser.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="load models that contain serialized Python code (Lambda "
+        "layers); only for files you trust",
+    )
+    parser.add_argument(
+        "--bench", action="store_true", help="also time every artifact"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress lines"
+    )
+    return parser
+
+
+def bench_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m export bench",
+        description="Median batch-1 and batch-N latency and images/s of every "
+        "artifact in an export folder, and of the Keras model, side by side.",
+    )
+    parser.add_argument(
+        "directory", help="a folder written by python -m export"
+    )
+    parser.add_argument("--model", help="the .keras model, to time Keras too")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--json", metavar="FILE", help="also write the rows as JSON"
+    )
+    parser.add_argument("--unsafe", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    bench = bool(argv) and argv[0] == "bench"
+    parser = bench_parser() if bench else export_parser()
+    args = parser.parse_args(argv[1:] if bench else argv)
+    try:
+        if bench:
+            run_bench(args)
+            return 0
+        log = (
+            (lambda _: None)
+            if args.quiet
+            else (lambda m: print(m, file=sys.stderr, flush=True))
+        )
+        reports, passed = run_export(args, log)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_table(reports))
+    if not passed:
+        print(
+            f"error: verification failed; nothing was written at {args.to!r}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"wrote {args.to} (report.json, manifest.json)")
+    if args.bench:
+        from export.bench import benchmark
+        from export.bench import format_bench
+
+        model = load_model(args.model, safe_mode=not args.unsafe)
+        print(format_bench(benchmark(args.to, model=model)))
+    return 0

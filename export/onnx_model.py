@@ -1,0 +1,167 @@
+"""Export to ONNX through tf2onnx, checked so no invalid file is written."""
+
+import contextlib
+import logging
+import os
+
+import numpy as np
+
+from export._common import prepare
+from export._common import write_verified
+from export._model import serving_function
+
+# A protobuf message cannot exceed 2 GiB; graph structure comes on top of
+# the weights, so switch to external data a little before that.
+EXTERNAL_DATA_THRESHOLD = int(0.9 * (2**31 - 1))
+
+
+class InvalidOnnxError(ValueError):
+    """tf2onnx produced a graph that ONNX runtimes cannot load."""
+
+
+@contextlib.contextmanager
+def _quiet_tf2onnx():
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _numpy_product_alias():
+    """tf2onnx 1.17's large-model path calls `np.product`, gone in NumPy 2."""
+    added = not hasattr(np, "product")
+    if added:
+        np.product = np.prod
+    try:
+        yield
+    finally:
+        if added:
+            del np.product
+
+
+def _weight_bytes(model):
+    return sum(
+        int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
+        for w in model.weights
+    )
+
+
+def _unknown_ops(model_proto, opset):
+    """Nodes that are not ONNX operators at `opset` (e.g. TF's `Erfc`)."""
+    import onnx
+
+    unknown = set()
+    for node in model_proto.graph.node:
+        domain = node.domain or ""
+        if domain not in ("", "ai.onnx") or not onnx.defs.has(
+            node.op_type, opset, domain
+        ):
+            unknown.add(f"{domain}::{node.op_type}" if domain else node.op_type)
+    return sorted(unknown)
+
+
+def convert(model, opset=17, external_data=False):
+    """Returns `(model_proto, external_tensors)` for `model`.
+
+    Raises `InvalidOnnxError` when tf2onnx leaves operators that are not
+    part of ONNX at `opset`: tf2onnx writes such files without failing.
+    """
+    import tf2onnx
+
+    serve, spec = serving_function(model)
+    with _quiet_tf2onnx(), _numpy_product_alias():
+        model_proto, storage = tf2onnx.convert.from_function(
+            serve,
+            input_signature=[spec],
+            opset=opset,
+            large_model=external_data,
+        )
+    unknown = _unknown_ops(model_proto, opset)
+    if unknown:
+        raise InvalidOnnxError(
+            "tf2onnx could not convert every op: the ONNX file would be "
+            f"invalid, so none is written. Ops that are not ONNX operators "
+            f"at opset {opset}: {', '.join(unknown)}"
+        )
+    external = storage.name_to_tensor_data if storage is not None else {}
+    return model_proto, external
+
+
+def write_onnx(model_proto, external, path):
+    """Writes the model, its weights in `path + ".data"` when external."""
+    import onnx
+
+    if external:
+        data_path = path + ".data"
+        location = os.path.basename(data_path)
+        with open(data_path, "wb") as data:
+            for tensor in model_proto.graph.initializer:
+                if tensor.data_location != onnx.TensorProto.EXTERNAL:
+                    continue
+                entries = {e.key: e.value for e in tensor.external_data}
+                payload = external[entries["location"]]
+                offset = data.tell()
+                data.write(payload)
+                del tensor.external_data[:]
+                for key, value in (
+                    ("location", location),
+                    ("offset", str(offset)),
+                    ("length", str(len(payload))),
+                ):
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = key, value
+    onnx.save_model(model_proto, path)
+    onnx.checker.check_model(path, full_check=True)
+
+
+def export_onnx(
+    model,
+    path,
+    opset=17,
+    *,
+    samples=None,
+    overwrite=False,
+    external_data=None,
+):
+    """Exports `model` to an `.onnx` file and proves it computes the same.
+
+    The graph has one input `images` and one output `logits`, both with a
+    dynamic batch. A model whose ONNX graph would hold non-ONNX operators
+    raises `InvalidOnnxError` instead of writing a broken file. The file is
+    checked with `onnx.checker`, run in onnxruntime at batch 1 and at batch
+    `len(samples)`, and must agree with `model(samples)` within 1e-4, or
+    nothing is written. Weights beyond 2 GB go to `path + ".data"` (ONNX
+    external data).
+
+    Args:
+        model: a `keras.Model` with one image input and one output.
+        path: str. The `.onnx` file to write.
+        opset: int. ONNX opset. Defaults to `17`.
+        samples: array of images for the comparison, or `None` for 8
+            uniform [-1, 1] images. Defaults to `None`.
+        overwrite: bool. Replace an existing `path`. Defaults to `False`.
+        external_data: bool or `None`. Store the weights in `path + ".data"`;
+            `None` does so only for models whose weights exceed what one
+            protobuf can hold. Defaults to `None`.
+
+    Returns:
+        A `VerificationReport`.
+    """
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
+        raise ValueError(
+            f"`opset` must be an int >= 13. Received: opset={opset!r}"
+        )
+    path, samples = prepare(model, path, overwrite, samples)
+    if external_data is None:
+        external_data = _weight_bytes(model) > EXTERNAL_DATA_THRESHOLD
+    model_proto, external = convert(model, opset, external_data)
+    return write_verified(
+        model,
+        path,
+        samples,
+        lambda staged: write_onnx(model_proto, external, staged),
+    )

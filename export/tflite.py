@@ -1,0 +1,191 @@
+"""Export to TFLite (LiteRT) with built-in ops only, optionally quantized."""
+
+import re
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from export._common import as_image_array
+from export._common import prepare
+from export._common import write_verified
+from export._model import image_spec
+from export.saved_model import write_saved_model
+
+QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+
+# Quantized files cannot match float logits to 1e-4; they must instead pick
+# the same class as the float model on the verification samples. On the
+# digits model (examples/train_digits.py, 360 test images) float16 and
+# dynamic-range files agree on 100% and full int8 on 99.7%; a file below
+# 95% has visibly lost accuracy (see the export section of README.md), so
+# it is refused unless forced.
+DEFAULT_MIN_TOP1_AGREEMENT = 0.95
+
+# Enough images to calibrate activation ranges without slowing the export.
+_CALIBRATION_IMAGES = 200
+_VERIFICATION_IMAGES = 64
+
+
+class UnsupportedOpsError(ValueError):
+    """The model needs ops that the TFLite built-in op set does not have."""
+
+
+def _converter(saved_model_dir, quantize, calibration):
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=["serving_default"]
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        ]
+
+        def representative_dataset():
+            for image in calibration:
+                yield {"images": image[None].astype(np.float32)}
+
+        converter.representative_dataset = representative_dataset
+    return converter
+
+
+def _select_ops(message):
+    match = re.search(r"TF Select ops: ([^\n]+)", message)
+    if match:
+        return match.group(1).strip()
+    ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither", message)))
+    return ", ".join(ops) if ops else None
+
+
+def convert(model, quantize=None, representative_data=None):
+    """Returns the bytes of a TFLite flatbuffer of `model`.
+
+    Raises `UnsupportedOpsError` naming the ops if any would need TensorFlow
+    Select (Flex) ops, which the LiteRT runtime on phones cannot run.
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(
+            f"`quantize` must be one of {QUANTIZE_MODES}. "
+            f"Received: quantize={quantize!r}"
+        )
+    shape = image_spec(model)
+    calibration = as_image_array(
+        representative_data,
+        shape,
+        "representative_data",
+        limit=_CALIBRATION_IMAGES,
+    )
+    if quantize == "int8" and calibration is None:
+        raise ValueError(
+            'Full integer quantization (quantize="int8") calibrates '
+            "activation ranges on real inputs; pass `representative_data`, "
+            "images from the training set. Received: representative_data=None"
+        )
+    with tempfile.TemporaryDirectory() as saved_model_dir:
+        write_saved_model(model, saved_model_dir)
+        converter = _converter(saved_model_dir, quantize, calibration)
+        try:
+            flatbuffer = converter.convert()
+        except Exception as error:  # The converter raises several types.
+            ops = _select_ops(str(error))
+            if ops:
+                raise UnsupportedOpsError(
+                    "The model needs TensorFlow Select (Flex) ops, which the "
+                    "LiteRT runtime on phones cannot run; TFLite export allows "
+                    f"built-in ops only. Ops needing Flex: {ops}"
+                ) from error
+            raise
+    _check_builtin_only(flatbuffer)
+    return flatbuffer
+
+
+def _check_builtin_only(flatbuffer):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    names = {d["op_name"] for d in interpreter._get_ops_details()}
+    custom = sorted(n for n in names if n.startswith("Flex") or n == "CUSTOM")
+    if custom:
+        raise UnsupportedOpsError(
+            "The converted model contains non-built-in ops, which the LiteRT "
+            f"runtime on phones cannot run: {', '.join(custom)}"
+        )
+
+
+def export_tflite(
+    model,
+    path,
+    quantize=None,
+    representative_data=None,
+    *,
+    samples=None,
+    overwrite=False,
+    min_top1_agreement=DEFAULT_MIN_TOP1_AGREEMENT,
+    force=False,
+):
+    """Exports `model` to a `.tflite` file and proves it computes the same.
+
+    Only TFLite built-in ops are allowed: a model that would need Flex
+    (select TensorFlow) ops raises `UnsupportedOpsError` naming them. The
+    file is reloaded in the LiteRT interpreter (`ai_edge_litert`) and run at
+    batch 1 and at batch `len(samples)`. A float32 file must agree with
+    `model(samples)` within 1e-4. A quantized file must pick the same class
+    on at least `min_top1_agreement` of the samples; otherwise nothing is
+    written, unless `force=True`.
+
+    Args:
+        model: a `keras.Model` with one image input and one output.
+        path: str. The `.tflite` file to write.
+        quantize: `None` (float32), `"float16"` (float16 weights),
+            `"dynamic"` (int8 weights, float activations) or `"int8"` (int8
+            weights and activations, calibrated on `representative_data`;
+            float32 input and output). Defaults to `None`.
+        representative_data: images `(N, height, width, channels)` from the
+            training data, an iterable of such batches, or of
+            `(images, labels)`; required for `"int8"`. Up to 200 images are
+            used. When `samples` is `None` they also serve for verification.
+        samples: array of images for the comparison, or `None`.
+        overwrite: bool. Replace an existing `path`. Defaults to `False`.
+        min_top1_agreement: float. Required top-1 agreement of quantized
+            files. Defaults to `0.95`.
+        force: bool. Write a quantized file even below
+            `min_top1_agreement`; the report marks it forced. Defaults to
+            `False`.
+
+    Returns:
+        A `VerificationReport`.
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(
+            f"`quantize` must be one of {QUANTIZE_MODES}. "
+            f"Received: quantize={quantize!r}"
+        )
+    # Read once: an iterator of batches could not be read a second time.
+    calibration = as_image_array(
+        representative_data,
+        image_spec(model),
+        "representative_data",
+        limit=_CALIBRATION_IMAGES,
+    )
+    if samples is None and calibration is not None:
+        samples = calibration[:_VERIFICATION_IMAGES]
+    path, samples = prepare(model, path, overwrite, samples)
+    flatbuffer = convert(model, quantize, calibration)
+
+    def write(staged):
+        with open(staged, "wb") as f:
+            f.write(flatbuffer)
+
+    return write_verified(
+        model,
+        path,
+        samples,
+        write,
+        force=force,
+        min_top1_agreement=None if quantize is None else min_top1_agreement,
+        quantize=quantize,
+    )
