@@ -16,10 +16,11 @@ QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
 
 # Quantized files cannot match float logits to 1e-4; they must instead pick
 # the same class as the float model on the verification samples. On the
-# digits model (examples/train_digits.py, 360 test images) float16 and
-# dynamic-range files agree on 100% and full int8 on 99.7%; a file below
-# 95% has visibly lost accuracy (see the export section of README.md), so
-# it is refused unless forced.
+# digits model (examples/train_digits.py, 360 test images) the float16,
+# dynamic-range and full int8 files all agree on 360 of 360. Requiring 95%
+# tolerates a few flips between near-tied classes on small sample sets, and
+# refuses a file that changes the answer for more than 1 image in 20, which
+# would cost up to 5 points of accuracy: more than anyone exports knowingly.
 DEFAULT_MIN_TOP1_AGREEMENT = 0.95
 
 # Enough images to calibrate activation ranges without slowing the export.

@@ -1,0 +1,296 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from export.cli import main
+
+
+def _run(*argv):
+    return main([str(a) for a in argv])
+
+
+def test_exports_every_format_with_report_and_manifest(
+    saved_model_file, calibration, samples, tmp_path, capsys
+):
+    np.save(tmp_path / "calib.npy", calibration)
+    np.save(tmp_path / "samples.npy", samples)
+    (saved_model_file.parent / "labels.json").write_text('["a", "b", "c"]')
+    out = tmp_path / "out"
+    code = _run(
+        saved_model_file,
+        "--to",
+        out,
+        "--quantize",
+        "float16,int8",
+        "--representative-data",
+        tmp_path / "calib.npy",
+        "--samples",
+        tmp_path / "samples.npy",
+        "--quiet",
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert sorted(os.listdir(out)) == [
+        "manifest.json",
+        "model.float16.tflite",
+        "model.int8.tflite",
+        "model.onnx",
+        "model.tflite",
+        "report.json",
+        "saved_model",
+    ]
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed"] and report["samples"] == len(samples)
+    assert len(report["reports"]) == 5
+    for entry in report["reports"]:
+        assert entry["passed"]
+        if entry["quantize"] is None:
+            assert max(entry["max_abs_diff"].values()) <= 1e-4
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["input"] == {
+        "name": "images",
+        "shape": [None, 16, 16, 3],
+        "dtype": "float32",
+        "layout": "NHWC",
+    }
+    assert manifest["class_names"] == ["a", "b", "c"]
+    assert manifest["keras_vit_version"]
+    assert manifest["artifacts"]["model.onnx"]["sha256"]
+    for line in ("saved_model", "model.int8.tflite", "top-1"):
+        assert line in printed
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+def test_image_folder_as_representative_data(
+    saved_model_file, tmp_path, capsys
+):
+    import tensorflow as tf
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        pixels = rng.integers(0, 255, size=(20, 24, 3), dtype=np.uint8)
+        tf.io.write_file(str(folder / f"{i}.png"), tf.io.encode_png(pixels))
+    out = tmp_path / "out"
+    code = _run(
+        saved_model_file,
+        "--to",
+        out,
+        "--formats",
+        "tflite",
+        "--representative-data",
+        folder,
+        "--quiet",
+    )
+    assert code == 0, capsys.readouterr()
+    assert json.loads((out / "report.json").read_text())["samples"] == 4
+
+
+def test_existing_output_needs_overwrite(saved_model_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep").write_text("x")
+    code = _run(saved_model_file, "--to", out, "--formats", "onnx", "--quiet")
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "already exists" in err[0] and "--overwrite" in err[0]
+    )
+    assert (out / "keep").exists()
+    code = _run(
+        saved_model_file,
+        "--to",
+        out,
+        "--formats",
+        "onnx",
+        "--overwrite",
+        "--quiet",
+    )
+    assert code == 0
+    assert sorted(os.listdir(out)) == [
+        "manifest.json",
+        "model.onnx",
+        "report.json",
+    ]
+
+
+def test_failed_verification_writes_nothing(saved_model_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = _run(
+        saved_model_file,
+        "--to",
+        out,
+        "--formats",
+        "tflite",
+        "--quantize",
+        "float16",
+        "--min-top1-agreement",
+        "1.5",
+        "--quiet",
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "FAIL" in captured.out
+    assert "nothing was written" in captured.err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.keras", "--to", "out"], "No model file"),
+        (["{model}", "--to", "out", "--formats", "pt"], "--formats must be"),
+        (
+            ["{model}", "--to", "out", "--quantize", "int8"],
+            "--representative-data",
+        ),
+        (
+            [
+                "{model}",
+                "--to",
+                "out",
+                "--formats",
+                "onnx",
+                "--quantize",
+                "float16",
+            ],
+            "add tflite to --formats",
+        ),
+        (
+            ["{model}", "--to", "out", "--representative-data", "nope.npy"],
+            "No image data",
+        ),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    args, message, saved_model_file, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    argv = [a.replace("{model}", str(saved_model_file)) for a in args]
+    try:
+        code = main(argv)
+    except SystemExit as error:  # argparse rejects the argument itself.
+        code = error.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_lambda_models_are_refused_without_unsafe(tmp_path, capsys):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    model.save(tmp_path / "lambda.keras")
+    code = main([str(tmp_path / "lambda.keras"), "--to", str(tmp_path / "o")])
+    assert code == 2
+    assert "Lambda" in capsys.readouterr().err
+    code = main(
+        [
+            str(tmp_path / "lambda.keras"),
+            "--to",
+            str(tmp_path / "o"),
+            "--formats",
+            "onnx",
+            "--unsafe",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+
+
+def test_bench_times_every_runtime(saved_model_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(saved_model_file, "--to", out, "--quiet") == 0
+    capsys.readouterr()
+    code = main(
+        [
+            "bench",
+            str(out),
+            "--model",
+            str(saved_model_file),
+            "--batch-size",
+            "4",
+            "--repeats",
+            "3",
+            "--json",
+            str(tmp_path / "bench.json"),
+        ]
+    )
+    assert code == 0
+    table = capsys.readouterr().out
+    for runtime in ("keras", "tensorflow", "litert", "onnxruntime"):
+        assert runtime in table
+    rows = json.loads((tmp_path / "bench.json").read_text())
+    assert len(rows) == 4
+    assert all(r["batch1_ms"] > 0 and r["images_per_s"] > 0 for r in rows)
+    assert main(["bench", str(tmp_path)]) == 2
+
+
+def test_killed_export_leaves_no_artifact(saved_model_file, tmp_path):
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "export",
+            str(saved_model_file),
+            "--to",
+            str(out),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Kill it once it is writing its second artifact.
+    deadline = time.time() + 120
+    for line in process.stderr:
+        if "exporting model.tflite" in line or time.time() > deadline:
+            break
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not out.exists()
+    # Run again: the leftover staging folder does not get in the way.
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "export",
+            str(saved_model_file),
+            "--to",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert code.returncode == 0, code.stderr[-2000:]
+    assert (out / "report.json").exists()
+
+
+def test_interrupted_export_in_process_cleans_up(
+    trained_model, tmp_path, monkeypatch
+):
+    from export import export_onnx
+    from export import onnx_model
+
+    real_write = onnx_model.write_onnx
+
+    def write_then_interrupt(proto, external, path):
+        real_write(proto, external, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnx_model, "write_onnx", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(trained_model, tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
