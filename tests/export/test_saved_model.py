@@ -109,3 +109,13 @@ def test_samples_of_the_wrong_shape(trained_model, tmp_path):
         export_saved_model(
             trained_model, tmp_path / "sm", samples=np.zeros((1, 16, 16, 3))
         )
+
+
+def test_weights_are_stored_once(trained_model, tmp_path):
+    path = tmp_path / "sm"
+    export_saved_model(trained_model, path)
+    weight_bytes = sum(
+        int(np.prod(w.shape)) * 4 for w in trained_model.variables
+    )
+    stored = sum(f.stat().st_size for f in (path / "variables").iterdir())
+    assert weight_bytes <= stored < 1.5 * weight_bytes + 4096
