@@ -1,0 +1,594 @@
+"""`tf.data` input pipelines for training and evaluating ViTs.
+
+`load_datasets(source, ...)` returns batched, prefetched datasets of
+`(images, labels)` and the class names, from:
+
+- `"digits"`: scikit-learn's 8x8 handwritten digits (works offline);
+- `"tfds:NAME"`: a TensorFlow Datasets dataset, e.g. `"tfds:cifar10"`;
+- a folder with one sub-folder of images per class;
+- NumPy arrays `(images, labels)`.
+
+Integer (`uint8`) images are scaled from [0, 255] to `input_range`
+(default [-1, 1], the range of the original ViT checkpoints); float images
+are taken as already scaled.
+"""
+
+import dataclasses
+import logging
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vit.layers._utils import check_positive_int
+from keras_vit.layers._utils import normalize_pair
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+AUGMENTATIONS = (
+    "flip",
+    "crop",
+    "translate",
+    "rotate",
+    "randaugment",
+    "mixup",
+    "cutmix",
+)
+_NAMED_SOURCES = ("digits", "tfds:NAME", "a folder path", "(images, labels)")
+# Datasets whose preprocessed images fit in this many bytes stay in memory.
+_CACHE_BYTES = 2 * 1024**3
+
+
+@dataclasses.dataclass
+class Datasets:
+    """The splits of one dataset, ready for `model.fit`.
+
+    Attributes:
+        train: batched, shuffled, prefetched `tf.data.Dataset` of
+            `(images, labels)`.
+        validation: the same without shuffling or augmentation, or `None`.
+        test: the same, or `None`.
+        class_names: list of str, index `i` naming label `i`.
+        image_shape: `(height, width, channels)` of the images.
+        sizes: number of examples in each split.
+    """
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    test: tf.data.Dataset | None
+    class_names: list
+    image_shape: tuple
+    sizes: dict
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+class BadImageError(ValueError):
+    """An image file cannot be decoded; the message names the file."""
+
+
+def native_image_shape(source, data_dir=None):
+    """`(height, width, channels)` of a source's images before resizing.
+
+    For a folder, the median size of up to 32 of its images.
+    """
+    if isinstance(source, str) and source == "digits":
+        return (8, 8, 1)
+    if isinstance(source, str) and source.startswith("tfds:"):
+        info = _tfds_builder(source, data_dir).info
+        shape = info.features[_tfds_keys(info)[0]].shape
+        return tuple(int(s) if s is not None else 224 for s in shape)
+    if isinstance(source, (str, os.PathLike)):
+        files, _, _ = _list_folder(os.fspath(source))
+        step = max(1, len(files) // 32)
+        shapes = [
+            tf.io.decode_image(
+                tf.io.read_file(f), expand_animations=False
+            ).shape
+            for f in files[::step][:32]
+        ]
+        height = int(np.median([s[0] for s in shapes]))
+        width = int(np.median([s[1] for s in shapes]))
+        return (height, width, max(3 if s[2] != 1 else 1 for s in shapes))
+    images, _ = _check_arrays(source)
+    shape = images.shape[1:]
+    return tuple(shape) if len(shape) == 3 else (*shape, 1)
+
+
+def load_datasets(
+    source,
+    *,
+    image_size=None,
+    channels=None,
+    batch_size=64,
+    validation_split=0.1,
+    test_split=0.2,
+    seed=0,
+    augment=(),
+    input_range=(-1.0, 1.0),
+    one_hot=False,
+    data_dir=None,
+    tfds_splits=None,
+    class_names=None,
+    skip_bad_images=False,
+    cache=True,
+):
+    """Builds train/validation/test pipelines for a dataset.
+
+    Args:
+        source: `"digits"`, `"tfds:NAME"`, a folder with one sub-folder per
+            class of `.jpg/.jpeg/.png/.bmp/.gif` files, or a tuple
+            `(images, labels)` of NumPy arrays.
+        image_size: int, `(height, width)` or `None`. Size images are
+            resized to; `None` keeps the source's size (the median size for
+            a folder). Defaults to `None`.
+        channels: int or `None`. 1 (grayscale) or 3 (RGB); images are
+            converted. `None` keeps the source's. Defaults to `None`.
+        batch_size: int. Global batch size. Defaults to `64`.
+        validation_split: float. Fraction held out for validation from the
+            training data, chosen with `seed`, when the source has no
+            validation split. Defaults to `0.1`.
+        test_split: float. Fraction held out for testing from sources without
+            a test split (digits, arrays, folders). `0` for none. Defaults to
+            `0.2`.
+        seed: int. Seed of the splits, shuffling and augmentation.
+            Defaults to `0`.
+        augment: sequence of `"flip"`, `"crop"`, `"translate"`,
+            `"rotate"`, `"randaugment"`, `"mixup"`, `"cutmix"`: Keras
+            preprocessing layers applied to training batches. MixUp and
+            CutMix imply one-hot labels. Defaults to `()`.
+        input_range: `(low, high)` that integer images are scaled to.
+            Defaults to `(-1.0, 1.0)`.
+        one_hot: bool. Return one-hot float labels instead of integers.
+            Defaults to `False`.
+        data_dir: str or `None`. TensorFlow Datasets data folder.
+        tfds_splits: `(train, validation, test)` split strings for
+            `tfds:` sources, any of them `None`. Defaults to the dataset's
+            `train`, `validation` and `test` splits where they exist, else
+            `validation_split` of `train`.
+        class_names: list of str or `None`, for arrays. Defaults to
+            `"0"`, `"1"`, ...
+        skip_bad_images: bool. Skip undecodable image files of a folder
+            (logging how many) instead of raising `BadImageError` naming
+            them. Defaults to `False`.
+        cache: bool. Keep preprocessed images in memory when they fit in
+            2 GiB. Defaults to `True`.
+
+    Returns:
+        A `Datasets`.
+
+    Example:
+
+    >>> data = load_datasets("digits", image_size=16, batch_size=32)
+    >>> images, labels = next(iter(data.train))
+    >>> tuple(images.shape), data.num_classes
+    ((32, 16, 16, 1), 10)
+    """
+    augment = _check_augment(augment)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    for name, value in (
+        ("validation_split", validation_split),
+        ("test_split", test_split),
+    ):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(
+                f"`{name}` must be in [0, 1). Received: {name}={value!r}"
+            )
+    if channels not in (None, 1, 3):
+        raise ValueError(
+            f"`channels` must be 1, 3 or None. Received: channels={channels!r}"
+        )
+    one_hot = one_hot or "mixup" in augment or "cutmix" in augment
+
+    _check_source(source)
+    if image_size is None or channels is None:
+        native = native_image_shape(source, data_dir)
+    size = (
+        normalize_pair(image_size, "image_size") if image_size else native[:2]
+    )
+    channels = channels or native[2]
+    shape = (*size, channels)
+    low, high = (float(v) for v in input_range)
+
+    if isinstance(source, str) and source == "digits":
+        splits, names = _digits(validation_split, test_split, seed)
+    elif isinstance(source, str) and source.startswith("tfds:"):
+        splits, names = _tfds(source, data_dir, tfds_splits, validation_split)
+    elif isinstance(source, (str, os.PathLike)):
+        splits, names = _folder(
+            os.fspath(source),
+            validation_split,
+            test_split,
+            seed,
+            skip_bad_images,
+        )
+    else:
+        images, labels = _check_arrays(source)
+        splits = _split_arrays(
+            images, labels, validation_split, test_split, seed
+        )
+        count = int(labels.max()) + 1
+        names = (
+            list(class_names) if class_names else [str(i) for i in range(count)]
+        )
+        if len(names) < count:
+            raise ValueError(
+                "`class_names` must name every label. Received: "
+                f"{len(names)} names for labels up to {count - 1}"
+            )
+
+    def preprocess(image, label):
+        image = _to_channels(image, channels)
+        if image.dtype.is_integer:
+            image = tf.cast(image, tf.float32) * ((high - low) / 255.0) + low
+        else:
+            image = tf.cast(image, tf.float32)
+        if tuple(image.shape[:2]) != tuple(size):
+            image = tf.image.resize(image, size, antialias=True)
+        image = tf.ensure_shape(image, shape)
+        label = tf.cast(label, tf.int32)
+        if one_hot:
+            label = tf.one_hot(label, len(names))
+        return image, label
+
+    out, sizes = {}, {}
+    for split, (dataset, count) in splits.items():
+        if dataset is None:
+            out[split] = None
+            continue
+        sizes[split] = count
+        training = split == "train"
+        dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+        if cache and count * np.prod(shape) * 4 <= _CACHE_BYTES:
+            dataset = dataset.cache()
+        if training:
+            dataset = dataset.shuffle(
+                min(count, 10_000), seed=seed, reshuffle_each_iteration=True
+            )
+        dataset = dataset.batch(batch_size)
+        if training and augment:
+            dataset = _augment(dataset, augment, size, (low, high), seed)
+        out[split] = dataset.prefetch(tf.data.AUTOTUNE)
+    return Datasets(
+        train=out["train"],
+        validation=out.get("validation"),
+        test=out.get("test"),
+        class_names=list(names),
+        image_shape=shape,
+        sizes=sizes,
+    )
+
+
+def _check_source(source):
+    if isinstance(source, str) and not (
+        source == "digits"
+        or source.startswith("tfds:")
+        or os.path.sep in source
+        or os.path.exists(source)
+    ):
+        raise ValueError(
+            f"Unknown dataset. Expected one of {', '.join(_NAMED_SOURCES)}. "
+            f"Received: {source!r}"
+        )
+    if not isinstance(source, (str, os.PathLike)) and not (
+        isinstance(source, tuple) and len(source) == 2
+    ):
+        raise TypeError(
+            f"Unknown dataset. Expected one of {', '.join(_NAMED_SOURCES)}. "
+            f"Received: {type(source).__name__}"
+        )
+
+
+def _check_augment(augment):
+    if isinstance(augment, str):
+        augment = [a for a in augment.split(",") if a]
+    augment = tuple(augment or ())
+    unknown = [a for a in augment if a not in AUGMENTATIONS]
+    if unknown:
+        raise ValueError(
+            f"Unknown augmentation. Expected any of {', '.join(AUGMENTATIONS)}."
+            f" Received: {', '.join(map(repr, unknown))}"
+        )
+    return augment
+
+
+def _to_channels(image, channels):
+    have = image.shape[-1]
+    if have == channels:
+        return image
+    if have == 4:  # RGBA: drop alpha.
+        image, have = image[..., :3], 3
+    if have == 1 and channels == 3:
+        return tf.image.grayscale_to_rgb(image)
+    if have == 3 and channels == 1:
+        if image.dtype.is_integer:
+            gray = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
+            return tf.cast(tf.round(gray), image.dtype)
+        return tf.image.rgb_to_grayscale(image)
+    return image
+
+
+def _augment(dataset, augment, size, value_range, seed):
+    """Keras preprocessing layers on training batches, in `augment` order."""
+    layers = []
+    fill = {"fill_mode": "constant", "fill_value": value_range[0]}
+    for i, name in enumerate(augment):
+        s = seed + i
+        if name == "flip":
+            layers.append(keras.layers.RandomFlip("horizontal", seed=s))
+        elif name == "crop":
+            # Zoom in by up to 20%, then crop back to the model's size.
+            layers.append(keras.layers.RandomZoom((-0.2, 0.0), seed=s, **fill))
+        elif name == "translate":
+            layers.append(
+                keras.layers.RandomTranslation(0.1, 0.1, seed=s, **fill)
+            )
+        elif name == "rotate":
+            layers.append(keras.layers.RandomRotation(0.05, seed=s, **fill))
+        elif name == "randaugment":
+            layers.append(
+                keras.layers.RandAugment(value_range=value_range, seed=s)
+            )
+    mixers = [
+        keras.layers.MixUp(seed=seed + 100)
+        if name == "mixup"
+        else keras.layers.CutMix(seed=seed + 101)
+        for name in augment
+        if name in ("mixup", "cutmix")
+    ]
+
+    @tf.autograph.experimental.do_not_convert
+    def apply(images, labels):
+        for layer in layers:
+            images = layer(images, training=True)
+        for mixer in mixers:
+            mixed = mixer({"images": images, "labels": labels}, training=True)
+            images, labels = mixed["images"], mixed["labels"]
+        return images, labels
+
+    return dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _check_arrays(source):
+    images, labels = (np.asarray(a) for a in source)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(
+            "`images` must have shape (N, height, width[, channels]). "
+            f"Received: shape {images.shape}"
+        )
+    if labels.shape != (len(images),) or not np.issubdtype(
+        labels.dtype, np.integer
+    ):
+        raise ValueError(
+            "`labels` must be N integers, one per image. Received: "
+            f"labels of shape {labels.shape} and dtype {labels.dtype} "
+            f"for {len(images)} images"
+        )
+    if len(images) and labels.min() < 0:
+        raise ValueError(f"Labels must be >= 0. Received: {labels.min()}")
+    return images, labels
+
+
+def _split_indices(labels, validation_split, test_split, seed):
+    """Stratified index split into train/validation/test."""
+    rng = np.random.default_rng(seed)
+    parts = {"train": [], "validation": [], "test": []}
+    for label in np.unique(labels):
+        index = rng.permutation(np.flatnonzero(labels == label))
+        n_test = int(round(len(index) * test_split))
+        n_val = int(round(len(index) * validation_split))
+        parts["test"].append(index[:n_test])
+        parts["validation"].append(index[n_test : n_test + n_val])
+        parts["train"].append(index[n_test + n_val :])
+    return {k: np.sort(np.concatenate(v)).astype(int) for k, v in parts.items()}
+
+
+def _split_arrays(images, labels, validation_split, test_split, seed):
+    if len(np.unique(labels)) < 2:
+        raise ValueError(
+            "A classification dataset needs at least 2 classes. "
+            f"Received: labels {sorted(set(labels.tolist()))}"
+        )
+    index = _split_indices(labels, validation_split, test_split, seed)
+    splits = {}
+    for name, rows in index.items():
+        if len(rows) == 0:
+            splits[name] = (None, 0)
+            continue
+        data = tf.data.Dataset.from_tensor_slices((images[rows], labels[rows]))
+        splits[name] = (data, len(rows))
+    return splits
+
+
+def _digits(validation_split, test_split, seed):
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError(
+            'The "digits" dataset comes from scikit-learn: '
+            "pip install scikit-learn"
+        ) from None
+    digits = load_digits()
+    # 0..16 gray levels -> 0..255, so they scale like any 8-bit image.
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[
+        ..., None
+    ]
+    splits = _split_arrays(
+        images, digits.target, validation_split, test_split, seed
+    )
+    return splits, [str(i) for i in range(10)]
+
+
+def _tfds_builder(source, data_dir):
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ImportError(
+            "`tfds:` datasets need TensorFlow Datasets: "
+            "pip install tensorflow-datasets"
+        ) from None
+    name = source[len("tfds:") :]
+    if not name:
+        raise ValueError(
+            f"Expected `tfds:NAME`, e.g. `tfds:cifar10`. Received: {source!r}"
+        )
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except Exception as error:  # tfds raises its own DatasetNotFoundError.
+        first_line = str(error).strip().splitlines()[0]
+        raise ValueError(
+            "Unknown TensorFlow Datasets name; see "
+            "https://www.tensorflow.org/datasets/catalog. "
+            f"Received: {name!r} ({first_line})"
+        ) from None
+
+
+def _tfds_keys(info):
+    keys = info.supervised_keys
+    if not keys:
+        raise ValueError(
+            f"TensorFlow Datasets' {info.name!r} has no (image, label) "
+            "supervised keys."
+        )
+    return keys
+
+
+def _tfds(source, data_dir, tfds_splits, validation_split):
+    import tensorflow_datasets as tfds
+
+    builder = _tfds_builder(source, data_dir)
+    info = builder.info
+    available = set(info.splits.keys()) if info.splits else set()
+    if tfds_splits is None:
+        train = "train"
+        if "validation" in available:
+            validation = "validation"
+        elif validation_split > 0:
+            cut = int(round(100 * (1 - validation_split)))
+            train, validation = f"train[:{cut}%]", f"train[{cut}%:]"
+        else:
+            validation = None
+        test = "test" if "test" in available else None
+        tfds_splits = (train, validation, test)
+    splits = {}
+    for name, split in zip(("train", "validation", "test"), tfds_splits):
+        if split is None:
+            splits[name] = (None, 0)
+            continue
+        dataset = tfds.load(
+            source[len("tfds:") :],
+            split=split,
+            as_supervised=True,
+            data_dir=data_dir,
+            shuffle_files=False,
+        )
+        count = int(dataset.cardinality().numpy())
+        splits[name] = (dataset, count if count > 0 else 10_000)
+    label = info.features[_tfds_keys(info)[1]]
+    names = list(getattr(label, "names", None) or range(label.num_classes))
+    return splits, [str(n) for n in names]
+
+
+def _list_folder(folder):
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"No dataset folder at the given path. Received: {folder!r}"
+        )
+    classes = sorted(
+        d
+        for d in os.listdir(folder)
+        if os.path.isdir(os.path.join(folder, d)) and not d.startswith(".")
+    )
+    files, labels = [], []
+    for index, name in enumerate(classes):
+        for root, _, names in sorted(os.walk(os.path.join(folder, name))):
+            for file in sorted(names):
+                if file.lower().endswith(IMAGE_EXTENSIONS):
+                    files.append(os.path.join(root, file))
+                    labels.append(index)
+    if not files:
+        raise ValueError(
+            "The dataset folder holds no images in class sub-folders "
+            f"({', '.join(IMAGE_EXTENSIONS)}). Received: {folder!r}"
+        )
+    used = sorted(set(labels))
+    if len(used) < 2:
+        raise ValueError(
+            "A classification dataset needs at least 2 class sub-folders "
+            f"with images. Received: {folder!r} with classes "
+            f"{[classes[i] for i in used]}"
+        )
+    empty = [classes[i] for i in range(len(classes)) if i not in used]
+    if empty:
+        logger.warning("Class folders without images (ignored): %s", empty)
+        remap = {old: new for new, old in enumerate(used)}
+        labels = [remap[label] for label in labels]
+        classes = [classes[i] for i in used]
+    return files, np.asarray(labels), classes
+
+
+def _decode(path):
+    # Decoded as RGB whatever the file holds (grayscale, RGBA, 16-bit PNG,
+    # BMP, GIF's first frame); `preprocess` converts to the model's channels.
+    image = tf.io.decode_image(
+        tf.io.read_file(path), channels=3, expand_animations=False
+    )
+    return tf.ensure_shape(image, (None, None, 3))
+
+
+def _undecodable(files):
+    """Indices of files that fail to decode, found in one parallel pass."""
+    index = tf.data.Dataset.from_tensor_slices(
+        (np.arange(len(files)), np.asarray(files))
+    )
+    good = index.map(
+        lambda i, path: (i, tf.shape(_decode(path))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).ignore_errors()
+    ok = {int(i) for i, _ in good.as_numpy_iterator()}
+    return [i for i in range(len(files)) if i not in ok]
+
+
+def _folder(folder, validation_split, test_split, seed, skip_bad):
+    files, labels, classes = _list_folder(folder)
+    bad = _undecodable(files)
+    if bad and not skip_bad:
+        listed = ", ".join(repr(files[i]) for i in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise BadImageError(
+            f"Cannot decode {len(bad)} image file(s): {listed}{more}. "
+            "Remove or fix them, or pass skip_bad_images=True "
+            "(--skip-bad-images) to skip them."
+        )
+    if bad:
+        logger.warning(
+            "Skipped %d undecodable image file(s) in %s, e.g. %s",
+            len(bad),
+            folder,
+            files[bad[0]],
+        )
+        keep = np.setdiff1d(np.arange(len(files)), bad)
+        files = [files[i] for i in keep]
+        labels = labels[keep]
+    index = _split_indices(labels, validation_split, test_split, seed)
+    splits = {}
+    for name, rows in index.items():
+        if len(rows) == 0:
+            splits[name] = (None, 0)
+            continue
+        paths = np.asarray(files)[rows]
+        data = tf.data.Dataset.from_tensor_slices((paths, labels[rows])).map(
+            lambda path, label: (
+                _decode(path),
+                label,
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        splits[name] = (data, len(rows))
+    return splits, classes
