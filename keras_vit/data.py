@@ -76,6 +76,7 @@ def native_image_shape(source, data_dir=None):
 
     For a folder, the median size of up to 32 of its images.
     """
+    _check_source(source)
     if isinstance(source, str) and source == "digits":
         return (8, 8, 1)
     if isinstance(source, str) and source.startswith("tfds:"):
@@ -97,6 +98,24 @@ def native_image_shape(source, data_dir=None):
     images, _ = _check_arrays(source)
     shape = images.shape[1:]
     return tuple(shape) if len(shape) == 3 else (*shape, 1)
+
+
+def count_examples(source, data_dir=None):
+    """Number of labelled examples a source holds (all splits together).
+
+    For `tfds:` datasets, what the dataset's metadata says, or `None` when
+    it is not known before download.
+    """
+    _check_source(source)
+    if isinstance(source, str) and source == "digits":
+        return 1797
+    if isinstance(source, str) and source.startswith("tfds:"):
+        splits = _tfds_builder(source, data_dir).info.splits
+        total = sum(split.num_examples for split in splits.values())
+        return total or None
+    if isinstance(source, (str, os.PathLike)):
+        return len(_list_folder(os.fspath(source))[0])
+    return len(_check_arrays(source)[1])
 
 
 def load_datasets(

@@ -1,0 +1,339 @@
+"""A training recipe for ViTs: optimizer, schedule, loss and callbacks.
+
+`compile_for_training` sets up AdamW (no weight decay on biases,
+LayerNorms, the class token and the position embedding), linear warm-up then
+cosine decay, label smoothing and global-norm gradient clipping.
+`training_callbacks` gives the best-model checkpoint, resumable backups, a
+CSV log, TensorBoard and early stopping. `distribution_strategy` picks a
+`tf.distribute` strategy by name.
+"""
+
+import importlib.util
+import logging
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vit.layers import ClassToken
+from keras_vit.layers import PositionEmbedding
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+
+
+def no_decay_variables(model):
+    """Variables that weight decay must not shrink.
+
+    Biases, LayerNorm scales and offsets, the class token and the position
+    embedding: decaying them toward zero only hurts (they are not weights
+    that multiply an input).
+    """
+    excluded = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(
+            layer,
+            (keras.layers.LayerNormalization, ClassToken, PositionEmbedding),
+        ):
+            for v in layer.trainable_variables:
+                excluded[id(v)] = v
+    for v in model.trainable_variables:
+        if len(v.shape) <= 1 or v.name.endswith("bias"):
+            excluded[id(v)] = v
+    return list(excluded.values())
+
+
+def make_optimizer(
+    model,
+    *,
+    learning_rate=1e-3,
+    total_steps,
+    warmup_steps=0,
+    weight_decay=0.05,
+    clipnorm=1.0,
+    min_learning_rate=0.0,
+):
+    """AdamW with linear warm-up, cosine decay and global-norm clipping.
+
+    Args:
+        model: the model whose variables it will train.
+        learning_rate: float. Peak learning rate, reached after warm-up.
+            Defaults to `1e-3`.
+        total_steps: int. Training steps in all.
+        warmup_steps: int. Steps of linear warm-up from 0. Defaults to `0`.
+        weight_decay: float. Decoupled weight decay, not applied to
+            `no_decay_variables(model)`. Defaults to `0.05`.
+        clipnorm: float or `None`. Clip the global gradient norm to this.
+            Defaults to `1.0`.
+        min_learning_rate: float. Learning rate at the end of the cosine.
+            Defaults to `0.0`.
+
+    Returns:
+        A `keras.optimizers.AdamW`.
+    """
+    if total_steps <= warmup_steps:
+        raise ValueError(
+            "`total_steps` must exceed `warmup_steps`. Received: "
+            f"total_steps={total_steps}, warmup_steps={warmup_steps}"
+        )
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else learning_rate,
+        decay_steps=total_steps - warmup_steps,
+        alpha=min_learning_rate / learning_rate,
+        warmup_target=learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule,
+        weight_decay=weight_decay,
+        global_clipnorm=clipnorm,
+    )
+    optimizer.exclude_from_weight_decay(var_list=no_decay_variables(model))
+    return optimizer
+
+
+def compile_for_training(
+    model,
+    *,
+    learning_rate=1e-3,
+    total_steps,
+    warmup_steps=0,
+    weight_decay=0.05,
+    label_smoothing=0.1,
+    clipnorm=1.0,
+    jit_compile=False,
+):
+    """Compiles `model` with the recipe; labels must be one-hot.
+
+    The loss is categorical cross-entropy on logits with
+    `label_smoothing`; the metric is `accuracy`.
+    """
+    model.compile(
+        optimizer=make_optimizer(
+            model,
+            learning_rate=learning_rate,
+            total_steps=total_steps,
+            warmup_steps=warmup_steps,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+        ),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing
+        ),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def training_callbacks(
+    out_dir, monitor="val_accuracy", patience=None, tensorboard=True
+):
+    """Callbacks that keep a run's results and let a killed run resume.
+
+    - `best.keras`: the model at its best `monitor` value;
+    - `backup/`: `BackupAndRestore` state, so that the same command run
+      again after a crash resumes from the last finished epoch;
+    - `history.csv`: one row per epoch (appended on resume);
+    - `logs/`: TensorBoard, when the tensorboard package is installed;
+    - early stopping after `patience` epochs without improvement, if set;
+    - `TerminateOnNaN`.
+    """
+    mode = "min" if "loss" in monitor else "max"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup")),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(out_dir, "best.keras"),
+            monitor=monitor,
+            mode=mode,
+            save_best_only=True,
+        ),
+        keras.callbacks.CSVLogger(
+            os.path.join(out_dir, "history.csv"), append=True
+        ),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if tensorboard and importlib.util.find_spec("tensorboard") is None:
+        logger.warning(
+            "TensorBoard logs skipped: the tensorboard package is not "
+            "installed (pip install tensorboard)."
+        )
+    elif tensorboard:
+        callbacks.append(
+            keras.callbacks.TensorBoard(os.path.join(out_dir, "logs"))
+        )
+    if patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor,
+                mode=mode,
+                patience=patience,
+                restore_best_weights=True,
+            )
+        )
+    return callbacks
+
+
+def distribution_strategy(name="auto"):
+    """A `tf.distribute` strategy by name.
+
+    `"auto"`: `MirroredStrategy` when there are several GPUs, else the
+    default strategy; `"default"`: the default (one device);
+    `"mirrored"`: `MirroredStrategy` over all local devices (GPUs, or the
+    CPU's logical devices); `"multiworker"`:
+    `MultiWorkerMirroredStrategy` configured by `TF_CONFIG`; `"tpu"`:
+    `TPUStrategy` on the TPU that `TPUClusterResolver` finds.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"`strategy` must be one of {', '.join(STRATEGIES)}. "
+            f"Received: strategy={name!r}"
+        )
+    if name == "auto":
+        gpus = tf.config.list_logical_devices("GPU")
+        name = "mirrored" if len(gpus) > 1 else "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or (
+            tf.config.list_logical_devices("CPU")
+        )
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                '`strategy="multiworker"` reads the cluster from the '
+                "TF_CONFIG environment variable, which is not set."
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def set_determinism(seed):
+    """Seeds Python, NumPy and TensorFlow and makes TF ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def fit_with_strategy_loop(
+    model,
+    train,
+    *,
+    epochs,
+    strategy,
+    global_batch_size,
+    validation=None,
+    on_epoch_end=None,
+):
+    """Trains a compiled model with a `strategy.run` loop instead of `fit`.
+
+    Keras 3's `model.fit` fails under `MultiWorkerMirroredStrategy`
+    (keras-team/keras#20585): it reduces per-replica batches and metrics
+    in ways the collective strategy rejects. This loop runs the same model,
+    optimizer and loss through `strategy.run`; tf.distribute's collective
+    all-reduce combines the gradients, so every worker ends with the same
+    weights.
+
+    Args:
+        model: a model compiled with `compile_for_training`, built in
+            `strategy.scope()`.
+        train: batched `tf.data.Dataset` of `(images, one_hot_labels)`,
+            batched with the global batch size.
+        epochs: int. Number of passes over `train`.
+        strategy: the `tf.distribute.Strategy` the model was built under.
+        global_batch_size: int. Batch size of `train`.
+        validation: optional dataset like `train`, evaluated after each
+            epoch.
+        on_epoch_end: optional callable `(epoch, logs)`.
+
+    Returns:
+        A dict of per-epoch lists: `loss`, `accuracy` and, with
+        `validation`, `val_loss` and `val_accuracy`.
+    """
+    loss_config = model.loss.get_config()
+    loss_fn = keras.losses.CategoricalCrossentropy(
+        from_logits=True,
+        label_smoothing=loss_config.get("label_smoothing", 0.0),
+        reduction=None,
+    )
+    optimizer = model.optimizer
+
+    def replica_train(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            per_example = loss_fn(labels, logits)
+            loss = tf.nn.compute_average_loss(
+                per_example, global_batch_size=global_batch_size
+            )
+        variables = model.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(gradients, variables))
+        return _sums(per_example, logits, labels)
+
+    @tf.function
+    def train_step(images, labels):
+        out = strategy.run(replica_train, args=(images, labels))
+        return [strategy.reduce("SUM", v, axis=None) for v in out]
+
+    eval_step = _eval_step(model, strategy, loss_fn)
+
+    history = {}
+    for epoch in range(epochs):
+        logs = dict(
+            zip(("loss", "accuracy"), _run_epoch(strategy, train, train_step))
+        )
+        if validation is not None:
+            val = _run_epoch(strategy, validation, eval_step)
+            logs.update(val_loss=val[0], val_accuracy=val[1])
+        for key, value in logs.items():
+            history.setdefault(key, []).append(value)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, logs)
+    return history
+
+
+def evaluate_with_strategy_loop(model, dataset, strategy):
+    """`(loss, accuracy)` of a model on a dataset, via `strategy.run`."""
+    loss_fn = keras.losses.CategoricalCrossentropy(
+        from_logits=True, reduction=None
+    )
+    return _run_epoch(strategy, dataset, _eval_step(model, strategy, loss_fn))
+
+
+def _eval_step(model, strategy, loss_fn):
+    def replica_eval(images, labels):
+        logits = model(images, training=False)
+        return _sums(loss_fn(labels, logits), logits, labels)
+
+    @tf.function
+    def eval_step(images, labels):
+        out = strategy.run(replica_eval, args=(images, labels))
+        return [strategy.reduce("SUM", v, axis=None) for v in out]
+
+    return eval_step
+
+
+def _run_epoch(strategy, dataset, step):
+    """Sums (loss, correct, count) over a dataset; returns means."""
+    totals = np.zeros(3)
+    for images, labels in strategy.experimental_distribute_dataset(dataset):
+        totals += [float(v) for v in step(images, labels)]
+    return totals[0] / totals[2], totals[1] / totals[2]
+
+
+def _sums(per_example_loss, logits, labels):
+    correct = tf.cast(
+        tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1)), tf.float32
+    )
+    count = tf.cast(tf.shape(correct)[0], tf.float32)
+    return (
+        tf.reduce_sum(tf.cast(per_example_loss, tf.float32)),
+        tf.reduce_sum(correct),
+        count,
+    )

@@ -1,0 +1,347 @@
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_vit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--image-size",
+    "8",
+    "--patch-size",
+    "4",
+    "--hidden-dim",
+    "8",
+    "--depth",
+    "1",
+    "--num-heads",
+    "2",
+    "--mlp-dim",
+    "16",
+    "--batch-size",
+    "64",
+    "--no-tensorboard",
+    "--quiet",
+]
+
+
+def _env(**extra):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _cli(*args, **popen):
+    return [sys.executable, "-m", "keras_vit", *map(str, args)]
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "digits"
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--out",
+            str(out),
+            "--epochs",
+            "3",
+            *TINY,
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_train_writes_the_run_folder(trained, capsys):
+    for name in (
+        "model.keras",
+        "best.keras",
+        "labels.json",
+        "history.csv",
+        "metrics.json",
+        "config.json",
+    ):
+        assert (trained / name).is_file(), name
+    assert not (trained / "backup").exists()  # Removed once finished.
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert {"test_loss", "validation_accuracy", "train_seconds"} <= set(metrics)
+    assert json.loads((trained / "labels.json").read_text()) == [
+        str(i) for i in range(10)
+    ]
+    assert len(_rows(trained / "history.csv")) == 3
+    config = json.loads((trained / "config.json").read_text())
+    assert config["image_size"] == 8 and config["hidden_dim"] == 8
+    assert config["sizes"]["test"] == 359
+
+
+def test_a_finished_run_is_not_overwritten(trained, capsys):
+    code = main(["train", "--dataset", "digits", "--out", str(trained), *TINY])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0]
+
+
+def test_evaluate_matches_the_training_test_split(trained, capsys):
+    code = main(
+        [
+            "evaluate",
+            str(trained / "model.keras"),
+            "--dataset",
+            "digits",
+            "--json",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert result["split"] == "test" and result["examples"] == 359
+    assert result["accuracy"] == pytest.approx(
+        metrics["test_accuracy"], abs=1e-4
+    )
+    assert main(["evaluate", str(trained / "model.keras")]) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_predict_top_k(trained, tmp_path, capsys):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    paths = []
+    for i in range(3):
+        pixels = np.round(digits.images[i] * 255 / 16).astype(np.uint8)[
+            ..., None
+        ]
+        path = tmp_path / f"digit{i}.png"
+        tf.io.write_file(str(path), tf.io.encode_png(pixels))
+        paths.append(str(path))
+    code = main(
+        [
+            "predict",
+            str(trained / "model.keras"),
+            *paths,
+            "--top-k",
+            "3",
+            "--json",
+        ]
+    )
+    assert code == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in results] == paths
+    for r in results:
+        probs = [t["probability"] for t in r["top_k"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True)
+        assert sum(probs) <= 1.0 + 1e-3
+        assert all(
+            t["label"] in [str(i) for i in range(10)] for t in r["top_k"]
+        )
+    assert main(["predict", str(trained / "model.keras"), paths[0]]) == 0
+    assert "digit0.png:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--dataset", "digits"], "required: --out"),
+        (
+            ["train", "--out", "x", "--epochs", "0"],
+            "--epochs: expected a positive integer",
+        ),
+        (["train", "--out", "x", "--variant", "Z/9"], "invalid choice: 'Z/9'"),
+        (
+            ["train", "--out", "{tmp}/r", "--dataset", "mnist"],
+            "Unknown dataset",
+        ),
+        (
+            ["train", "--out", "{tmp}/r", "--augment", "blur"],
+            "Unknown augmentation",
+        ),
+        (["evaluate", "{tmp}/none.keras"], "No model file"),
+        (
+            ["predict", "{trained}/model.keras", "{tmp}/missing.png"],
+            "No image file",
+        ),
+        (["fly"], "invalid choice: 'fly'"),
+    ],
+)
+def test_wrong_arguments_exit_non_zero_with_one_line(
+    argv, message, trained, tmp_path, capsys
+):
+    argv = [
+        a.replace("{tmp}", str(tmp_path)).replace("{trained}", str(trained))
+        for a in argv
+    ]
+    try:
+        code = main(argv)
+    except SystemExit as error:
+        code = error.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert message in err[0]
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
+def test_help_is_complete(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    expected = {
+        "train": [
+            "--dataset",
+            "--variant",
+            "--epochs",
+            "--batch-size",
+            "--lr",
+            "--out",
+            "--precision",
+            "--strategy",
+            "--augment",
+            "--seed",
+        ],
+        "evaluate": ["--dataset", "--split", "--json"],
+        "predict": ["--top-k", "--labels", "--json"],
+    }[command]
+    for flag in expected:
+        assert flag in text
+
+
+def test_python_dash_m_and_determinism(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        result = subprocess.run(
+            _cli("train", "--out", out, "--epochs", "2", *TINY),
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs.append(
+            (
+                (out / "history.csv").read_text(),
+                (out / "metrics.json").read_text(),
+            )
+        )
+    (history_a, metrics_a), (history_b, metrics_b) = runs
+    assert history_a == history_b
+
+    def drop(text):
+        return {
+            k: v for k, v in json.loads(text).items() if k != "train_seconds"
+        }
+
+    assert drop(metrics_a) == drop(metrics_b)
+
+
+def test_killed_training_resumes_from_its_last_epoch(tmp_path):
+    out = tmp_path / "run"
+    command = _cli("train", "--out", out, "--epochs", "12", *TINY)
+    process = subprocess.Popen(
+        command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    history = out / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if history.exists() and len(history.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert (out / "backup").is_dir()
+    done_before = len(_rows(history))
+    assert 2 <= done_before < 12
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=_env(), timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    epochs = [int(r["epoch"]) for r in _rows(history)]
+    resumed = epochs[done_before:]
+    assert resumed and resumed[0] >= done_before - 1 > 0  # not from scratch
+    assert epochs[-1] == 11
+    assert json.loads((out / "metrics.json").read_text())["resumed"] is True
+    import keras
+
+    import keras_vit  # noqa: F401
+
+    keras.saving.load_model(out / "model.keras")
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multiworker_training_two_processes(tmp_path):
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        config = {
+            "cluster": {"worker": workers},
+            "task": {"type": "worker", "index": index},
+        }
+        processes.append(
+            subprocess.Popen(
+                _cli(
+                    "train",
+                    "--out",
+                    tmp_path / f"w{index}",
+                    "--epochs",
+                    "2",
+                    "--strategy",
+                    "multiworker",
+                    *TINY,
+                ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=_env(TF_CONFIG=json.dumps(config)),
+            )
+        )
+    try:
+        for process in processes:
+            _, stderr = process.communicate(timeout=600)
+            assert process.returncode == 0, stderr[-3000:]
+    finally:
+        for process in processes:
+            process.kill()
+    import keras
+
+    import keras_vit  # noqa: F401
+
+    first, second = (
+        keras.saving.load_model(tmp_path / f"w{i}" / "model.keras")
+        for i in range(2)
+    )
+    for a, b in zip(first.weights, second.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    config = json.loads((tmp_path / "w0" / "config.json").read_text())
+    assert config["replicas"] == 2
+    assert len(_rows(tmp_path / "w0" / "history.csv")) == 2

@@ -1,0 +1,116 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vit import build_vit
+from keras_vit.training import compile_for_training
+from keras_vit.training import distribution_strategy
+from keras_vit.training import make_optimizer
+from keras_vit.training import no_decay_variables
+from keras_vit.training import training_callbacks
+
+TINY = dict(
+    image_size=8, patch_size=4, hidden_dim=8, depth=1, num_heads=2, mlp_dim=16
+)
+
+
+def test_no_decay_variables_are_biases_norms_token_and_positions():
+    model = build_vit(**TINY, num_classes=3)
+    excluded = {v.path for v in no_decay_variables(model)}
+    assert "class_token/token" in excluded
+    assert "position_embedding/embedding" in excluded
+    assert "encoder_norm/gamma" in excluded and "encoder_norm/beta" in excluded
+    assert "head/bias" in excluded
+    assert "encoder_block_0/attention/query_bias" in excluded
+    assert "encoder_block_0/attention_norm/gamma" in excluded
+    decayed = {v.path for v in model.trainable_variables} - excluded
+    assert decayed == {
+        "patch_embedding/kernel",
+        "encoder_block_0/attention/query_kernel",
+        "encoder_block_0/attention/key_kernel",
+        "encoder_block_0/attention/value_kernel",
+        "encoder_block_0/attention/output_kernel",
+        "encoder_block_0/mlp/dense_0/kernel",
+        "encoder_block_0/mlp/dense_1/kernel",
+        "head/kernel",
+    }
+
+
+def test_weight_decay_touches_only_kernels():
+    model = build_vit(**TINY, num_classes=3)
+    for v in model.trainable_variables:
+        v.assign(np.ones(v.shape, "float32"))
+    optimizer = make_optimizer(
+        model, learning_rate=0.1, total_steps=10, weight_decay=0.5
+    )
+    variables = model.trainable_variables
+    # Zero gradients: Adam's step is zero, only decay can move a variable.
+    optimizer.apply_gradients(
+        [(np.zeros(v.shape, "float32"), v) for v in variables]
+    )
+    excluded = {id(v) for v in no_decay_variables(model)}
+    for v in variables:
+        values = keras.ops.convert_to_numpy(v)
+        if id(v) in excluded:
+            np.testing.assert_array_equal(values, 1.0)
+        else:
+            np.testing.assert_allclose(values, 1.0 - 0.1 * 0.5, rtol=1e-6)
+
+
+def test_schedule_warms_up_linearly_then_decays_by_cosine():
+    model = build_vit(**TINY, num_classes=3)
+    optimizer = make_optimizer(
+        model, learning_rate=1e-2, total_steps=110, warmup_steps=10
+    )
+    schedule = optimizer._learning_rate
+    lr = [float(schedule(step)) for step in (0, 5, 10, 60, 110)]
+    np.testing.assert_allclose(lr, [0.0, 5e-3, 1e-2, 5e-3, 0.0], atol=1e-7)
+    assert optimizer.global_clipnorm == 1.0
+    with pytest.raises(ValueError, match=r"total_steps=5, warmup_steps=5"):
+        make_optimizer(model, total_steps=5, warmup_steps=5)
+
+
+def test_compile_uses_label_smoothing_on_one_hot_labels():
+    model = compile_for_training(
+        build_vit(**TINY, num_classes=3),
+        total_steps=4,
+        label_smoothing=0.2,
+    )
+    assert model.loss.get_config()["label_smoothing"] == 0.2
+    x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
+    y = np.eye(3, dtype="float32")[np.arange(8) % 3]
+    history = model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_callbacks(tmp_path):
+    kinds = [
+        type(c).__name__ for c in training_callbacks(str(tmp_path), patience=3)
+    ]
+    for name in (
+        "BackupAndRestore",
+        "ModelCheckpoint",
+        "CSVLogger",
+        "TerminateOnNaN",
+        "TensorBoard",
+        "EarlyStopping",
+    ):
+        assert name in kinds
+    kinds = [
+        type(c).__name__
+        for c in training_callbacks(str(tmp_path), tensorboard=False)
+    ]
+    assert "TensorBoard" not in kinds and "EarlyStopping" not in kinds
+
+
+def test_strategies_by_name(monkeypatch):
+    assert distribution_strategy("auto").num_replicas_in_sync == 1
+    assert distribution_strategy("mirrored").num_replicas_in_sync >= 1
+    with pytest.raises(ValueError, match=r"auto, default.*strategy='ps'"):
+        distribution_strategy("ps")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match=r"TF_CONFIG"):
+        distribution_strategy("multiworker")
+    assert "TF_CONFIG" not in os.environ
