@@ -1,7 +1,7 @@
 """Trains a small ViT on scikit-learn's handwritten digits and reports accuracy.
 
 The digits (1,797 grayscale 8x8 images, 10 classes) ship with scikit-learn,
-so this runs offline. Images are upsampled to 16x16 and cut into 4x4
+so this runs offline. Images are upsampled (bilinear) to 16x16 and cut into 4x4
 patches: 16 patches + 1 class token per image.
 
     python examples/train_digits.py [--epochs 40] [--out runs/digits]
@@ -28,7 +28,7 @@ def load_data(seed):
     digits = load_digits()
     # 0..16 -> [-1, 1], the input range of the original ViT.
     images = digits.images.astype("float32")[..., None] / 8.0 - 1.0
-    images = tf.image.resize(images, (16, 16), method="nearest").numpy()
+    images = tf.image.resize(images, (16, 16), method="bilinear").numpy()
     return train_test_split(
         images,
         digits.target,

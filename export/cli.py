@@ -59,15 +59,21 @@ def _input_range(text):
     return low, high
 
 
-def load_images(path, image_shape, input_range=(-1.0, 1.0), limit=None):
-    """Images from a `.npy`/`.npz` array or a folder of image files.
+def load_images(
+    path, image_shape, input_range=(-1.0, 1.0), limit=None, split="train"
+):
+    """Images from a dataset name, a `.npy`/`.npz` array or image files.
 
-    Arrays are used as they are. Image files are decoded, resized to the
-    model's size, converted to its channel count and scaled from [0, 255]
-    to `input_range`.
+    `"digits"` and `"tfds:NAME"` are read with `keras_vit.data` (the given
+    `split`, preprocessed as `keras-vit train` does). Arrays are used as
+    they are. Image files in a folder (at any depth) are decoded, resized
+    to the model's size, converted to its channel count and scaled from
+    [0, 255] to `input_range`.
     """
     import tensorflow as tf
 
+    if path == "digits" or path.startswith("tfds:"):
+        return _dataset_images(path, image_shape, input_range, limit, split)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No image data at the given path: {path!r}")
     if os.path.isfile(path) and path.endswith(".npy"):
@@ -111,6 +117,25 @@ def load_images(path, image_shape, input_range=(-1.0, 1.0), limit=None):
             f"Received: {path!r}"
         )
     return check_samples(array[:limit], image_shape, name=path)
+
+
+def _dataset_images(source, image_shape, input_range, limit, split):
+    from keras_vit.data import load_datasets
+
+    data = load_datasets(
+        source,
+        image_size=image_shape[:2],
+        channels=image_shape[2],
+        batch_size=64,
+        input_range=input_range,
+    )
+    dataset = getattr(data, split) or data.train
+    images = []
+    for batch, _ in dataset:
+        images.append(batch.numpy())
+        if limit is not None and sum(map(len, images)) >= limit:
+            break
+    return check_samples(np.concatenate(images)[:limit], image_shape, source)
 
 
 def _class_names(model_path, labels_path):
@@ -169,7 +194,9 @@ def run_export(args, log):
             "training set) to calibrate activation ranges"
         )
     if args.samples:
-        samples = load_images(args.samples, shape, args.input_range, limit=64)
+        samples = load_images(
+            args.samples, shape, args.input_range, limit=400, split="test"
+        )
     elif representative is not None:
         samples = representative[:64]
     else:
@@ -304,14 +331,16 @@ def export_parser():
     parser.add_argument(
         "--representative-data",
         metavar="PATH",
-        help=".npy/.npz images or a folder of image files from the training "
-        "data (calibrates int8; also used for verification)",
+        help="training images to calibrate int8 (also used for verification "
+        "without --samples): digits, tfds:NAME, a .npy/.npz array or a folder "
+        "of image files",
     )
     parser.add_argument(
         "--samples",
         metavar="PATH",
-        help="images for verification (default: the representative data, "
-        "else 8 uniform [-1, 1] images)",
+        help="images to verify with, like --representative-data (a "
+        "dataset's test split; default: the representative data, else 8 "
+        "uniform [-1, 1] images)",
     )
     parser.add_argument(
         "--input-range",

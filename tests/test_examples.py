@@ -36,3 +36,38 @@ def test_train_digits_example_learns_and_saves(tmp_path):
     assert json.loads((out / "labels.json").read_text()) == list("0123456789")
     logits = model(np.zeros((2, 16, 16, 1), "float32"))
     assert logits.shape == (2, 10)
+
+
+def test_folder_example_trains_on_a_folder_of_pngs(tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    for name, level in (("dark", 40), ("light", 210)):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(
+                rng.normal(level, 20, size=(12, 12, 3)), 0, 255
+            ).astype(np.uint8)
+            tf.io.write_file(
+                str(tmp_path / "images" / name / f"{i}.png"),
+                tf.io.encode_png(pixels),
+            )
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "train_folder.py"),
+            str(tmp_path / "images"),
+            "--out",
+            str(out),
+            "--epochs",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "test_accuracy" in metrics
+    assert json.loads((out / "labels.json").read_text()) == ["dark", "light"]
