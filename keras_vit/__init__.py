@@ -1,7 +1,13 @@
 """keras-vit: Vision Transformers for Keras 3."""
 
 from keras_vit import activations
+from keras_vit import data
 from keras_vit import layers
+from keras_vit import training
+from keras_vit.attention import attention_maps
+from keras_vit.attention import attention_rollout
+from keras_vit.attention import class_token_attention
+from keras_vit.attention import mean_attention_distance
 from keras_vit.model import build_vit
 from keras_vit.variants import VARIANTS
 from keras_vit.variants import decode_variant
@@ -12,7 +18,13 @@ __all__ = [
     "VARIANTS",
     "__version__",
     "activations",
+    "attention_maps",
+    "attention_rollout",
     "build_vit",
+    "class_token_attention",
+    "data",
     "decode_variant",
     "layers",
+    "mean_attention_distance",
+    "training",
 ]

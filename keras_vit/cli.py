@@ -220,6 +220,36 @@ def build_parser():
         action="store_true",
         help="allow model files with serialized Python code (Lambda layers)",
     )
+    attention = commands.add_parser(
+        "attention",
+        help="pictures of where the model looks",
+        description="For each image, write NAME_rollout.png (the image and "
+        "its attention rollout from the class token, or from the mean patch "
+        "token for pooling='gap' models) and NAME_heads.png (the last "
+        "block's class-token attention, one panel per head); and "
+        "mean_attention_distance.png over all images. Images are "
+        "preprocessed as `predict` does.",
+    )
+    attention.add_argument("model", help="a .keras file of a keras-vit model")
+    attention.add_argument("images", nargs="+", help="image files")
+    attention.add_argument("--out", required=True, help="output folder")
+    attention.add_argument(
+        "--head-fusion", choices=("mean", "max", "min"), default="mean"
+    )
+    attention.add_argument(
+        "--discard-ratio",
+        type=_rate,
+        default=0.0,
+        help="fraction of the weakest attention dropped before rollout",
+    )
+    attention.add_argument(
+        "--overwrite", action="store_true", help="replace existing PNGs"
+    )
+    attention.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="allow model files with serialized Python code (Lambda layers)",
+    )
     return parser
 
 
@@ -617,6 +647,84 @@ def run_predict(args):
     return 0
 
 
+def run_attention(args):
+    import numpy as np
+
+    from keras_vit.attention import attention_maps
+    from keras_vit.attention import attention_rollout
+    from keras_vit.attention import class_token_attention
+    from keras_vit.attention import mean_attention_distance
+    from keras_vit.attention import model_grid
+    from keras_vit.plots import plot_head_maps
+    from keras_vit.plots import plot_mean_attention_distance
+    from keras_vit.plots import plot_rollout
+
+    model = _load_model(args.model, args.unsafe)
+    grid = model_grid(model)
+    _, height, width, channels = model.input_shape
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
+    if len(set(stems)) != len(stems):
+        raise UsageError(
+            "Image file names must differ (outputs are named by them)"
+        )
+    targets = [
+        os.path.join(args.out, f"{stem}_{kind}.png")
+        for stem in stems
+        for kind in ("rollout", "heads")
+    ] + [os.path.join(args.out, "mean_attention_distance.png")]
+    existing = [t for t in targets if os.path.exists(t)]
+    if existing and not args.overwrite:
+        raise UsageError(
+            f"{existing[0]!r} exists; pass --overwrite to replace it"
+        )
+    images = np.stack(
+        [_read_image(p, height, width, channels) for p in args.images]
+    )
+    maps = attention_maps(model, images)
+    pooling = model.get_layer("pooling").mode
+    rollouts = attention_rollout(
+        maps,
+        head_fusion=args.head_fusion,
+        discard_ratio=args.discard_ratio,
+        grid_size=grid,
+        pooling=pooling,
+    )
+    heads = class_token_attention(maps, grid_size=grid)
+    os.makedirs(args.out, exist_ok=True)
+    figures = []
+    for stem, image, rollout, head_maps in zip(stems, images, rollouts, heads):
+        figures.append(
+            (
+                plot_rollout(
+                    image, rollout, title=f"rollout ({args.head_fusion})"
+                ),
+                f"{stem}_rollout.png",
+            )
+        )
+        figures.append(
+            (
+                plot_head_maps(
+                    head_maps, image, title="last block, class token"
+                ),
+                f"{stem}_heads.png",
+            )
+        )
+    patch = model.get_layer("patch_extractor").patch_size
+    distances = mean_attention_distance(maps, patch, grid_size=grid)
+    figures.append(
+        (
+            plot_mean_attention_distance(distances, patch_size=patch[0]),
+            "mean_attention_distance.png",
+        )
+    )
+    for figure, name in figures:
+        path = os.path.join(args.out, name)
+        figure.savefig(path + ".tmp.png")
+        os.replace(path + ".tmp.png", path)
+        print(path)
+    return 0
+
+
 def main(argv=None):
     """Runs the command line; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -626,6 +734,7 @@ def main(argv=None):
         "train": run_train,
         "evaluate": run_evaluate,
         "predict": run_predict,
+        "attention": run_attention,
     }[args.command]
     try:
         return command(args)
