@@ -8,6 +8,8 @@ from keras_vit.attention import attention_maps
 from keras_vit.attention import attention_rollout
 from keras_vit.attention import class_token_attention
 from keras_vit.attention import mean_attention_distance
+from keras_vit.checkpoints import load_weights
+from keras_vit.checkpoints import save_npz
 from keras_vit.model import build_vit
 from keras_vit.variants import VARIANTS
 from keras_vit.variants import decode_variant
@@ -25,6 +27,8 @@ __all__ = [
     "data",
     "decode_variant",
     "layers",
+    "load_weights",
     "mean_attention_distance",
+    "save_npz",
     "training",
 ]

@@ -4,6 +4,7 @@ import os
 
 import keras
 
+from keras_vit import checkpoints
 from keras_vit.layers import ClassToken
 from keras_vit.layers import PatchEmbedding
 from keras_vit.layers import PatchExtractor
@@ -18,6 +19,7 @@ from keras_vit.variants import decode_variant
 # Used when neither a variant nor an explicit value is given: ViT-B/16.
 _DEFAULTS = decode_variant("B/16")
 _POOLINGS = ("token", "gap")
+_WEIGHT_FORMATS = (".npz", ".safetensors", ".weights.h5")
 
 
 def _check_optional_positive_int(value, name):
@@ -104,8 +106,14 @@ def build_vit(
             `None` for logits. Defaults to `None`.
         approximate_gelu: bool. Use the tanh approximation of GELU instead
             of the exact erf form. Defaults to `False`.
-        weights: `None` or the path of a Keras `.weights.h5` file saved from
-            a model of the same configuration. Defaults to `None` (random
+        weights: `None`, or the path of a pretrained checkpoint: an original
+            ViT `.npz` file (original or AugReg release), a timm or Hugging
+            Face `.safetensors` file, or a Keras `.weights.h5` file of the
+            same configuration. For `.npz`/`.safetensors`,
+            `representation_size` defaults to the checkpoint's `pre_logits`
+            width, a head of another class count is not loaded and the
+            position embedding is resized to `image_size` (see
+            `keras_vit.load_weights`). Defaults to `None` (random
             initialization).
         name: str or `None`. Model name. Defaults to `"vit_<variant>"` or
             `"vit"`.
@@ -174,6 +182,10 @@ def build_vit(
         num_classes = check_positive_int(num_classes, "num_classes")
     if weights is not None:
         _check_weights_path(weights)
+        if representation_size is None and not os.fspath(weights).endswith(
+            ".weights.h5"
+        ):
+            representation_size = checkpoints.representation_size(weights)
     grid = (image_size[0] // patch_size[0], image_size[1] // patch_size[1])
     if name is None:
         name = (
@@ -218,8 +230,10 @@ def build_vit(
             name="head",
         )(x)
     model = keras.Model(images, x, name=name)
-    if weights is not None:
+    if weights is not None and os.fspath(weights).endswith(".weights.h5"):
         model.load_weights(os.fspath(weights))
+    elif weights is not None:
+        checkpoints.load_weights(model, weights)
     return model
 
 
@@ -233,13 +247,13 @@ def _head_dtype():
 def _check_weights_path(weights):
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(
-            "`weights` must be None or the path of a `.weights.h5` file. "
+            "`weights` must be None or the path of a checkpoint file. "
             f"Received: weights={weights!r}"
         )
     path = os.fspath(weights)
-    if not path.endswith(".weights.h5"):
+    if not path.endswith(_WEIGHT_FORMATS):
         raise ValueError(
-            "`weights` must be the path of a Keras `.weights.h5` file. "
+            "`weights` must be a .npz, .safetensors or .weights.h5 file. "
             f"Received: weights={path!r}"
         )
     if not os.path.isfile(path):

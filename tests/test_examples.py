@@ -71,3 +71,46 @@ def test_folder_example_trains_on_a_folder_of_pngs(tmp_path):
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert "test_accuracy" in metrics
     assert json.loads((out / "labels.json").read_text()) == ["dark", "light"]
+
+
+def test_finetune_example_loads_a_checkpoint_at_another_resolution(tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(10):
+            pixels = rng.integers(0, 255, size=(30, 30, 3), dtype=np.uint8)
+            tf.io.write_file(
+                str(tmp_path / "images" / name / f"{i}.png"),
+                tf.io.encode_png(pixels),
+            )
+    out = tmp_path / "run"
+    overrides = json.dumps(
+        dict(patch_size=8, hidden_dim=32, depth=2, num_heads=4, mlp_dim=64)
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "finetune.py"),
+            str(ROOT / "tests" / "fixtures" / "vit_tiny.npz"),
+            str(tmp_path / "images"),
+            "--image-size",
+            "48",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--overrides",
+            overrides,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "not loaded: ['head/bias', 'head/kernel']" in result.stdout
+    assert "pos_embedding" in result.stdout
+    assert (out / "model.keras").exists()

@@ -291,9 +291,9 @@ def test_fit_lowers_the_loss():
         (dict(include_top="no"), TypeError, r"include_top='no'"),
         (dict(weights=3), TypeError, r"weights=3"),
         (
-            dict(weights="model.npz"),
+            dict(weights="model.pt"),
             ValueError,
-            r"`.weights.h5`.*weights='model.npz'",
+            r"\.npz, \.safetensors or \.weights\.h5.*weights='model.pt'",
         ),
         (
             dict(weights="missing.weights.h5"),

@@ -1,0 +1,494 @@
+"""Pretrained ViT checkpoints: the original `.npz` files and `.safetensors`.
+
+`load_weights(model, path)` loads into a `build_vit` model:
+
+- the `.npz` files of google-research/vision_transformer, original and
+  AugReg releases (`embedding/kernel`, `cls`,
+  `Transformer/posembed_input/pos_embedding`,
+  `Transformer/encoderblock_{i}/...`, `Transformer/encoder_norm`,
+  `pre_logits`, `head`);
+- `.safetensors` state dicts of timm's `VisionTransformer` and of Hugging
+  Face transformers' `ViTModel`/`ViTForImageClassification`.
+
+Every format is first converted to the `.npz` names, whose layout equals
+keras_vit's (per-head `(D, H, D/H)` attention kernels, `(p, p, C, D)` patch
+kernel), then checked completely before any weight is assigned.
+`save_npz(model, path)` writes that layout back.
+"""
+
+import json
+import logging
+import os
+import re
+import tempfile
+
+import numpy as np
+
+from keras_vit.layers import TransformerEncoderBlock
+from keras_vit.layers.position_embedding import resize_position_embedding
+
+logger = logging.getLogger(__name__)
+
+FORMATS = (".npz", ".safetensors")
+_BLOCK = "Transformer/encoderblock_{}/"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not fit the model; nothing was loaded."""
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_safetensors(path):
+    """A minimal reader of the safetensors format (no extra dependency)."""
+    dtypes = {
+        "F64": np.float64,
+        "F32": np.float32,
+        "F16": np.float16,
+        "I64": np.int64,
+        "I32": np.int32,
+    }
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if size <= 0 or size > 100 * 1024**2:
+            raise CheckpointError(f"Not a safetensors file: {path!r}")
+        header = json.loads(f.read(size))
+        data = f.read()
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        raw = data[start:end]
+        if info["dtype"] == "BF16":
+            bits = np.frombuffer(raw, np.uint16).astype(np.uint32) << 16
+            array = bits.view(np.float32)
+        elif info["dtype"] in dtypes:
+            array = np.frombuffer(raw, dtypes[info["dtype"]])
+        else:
+            raise CheckpointError(
+                f"Unsupported safetensors dtype {info['dtype']} for {name!r}"
+            )
+        tensors[name] = array.reshape(info["shape"]).astype(np.float32)
+    return tensors
+
+
+def read_checkpoint(path):
+    """The raw arrays of a `.npz` or `.safetensors` file, by name."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No checkpoint file at the given path: {path!r}"
+        )
+    if path.endswith(".npz"):
+        # allow_pickle=False: a checkpoint must never run code when read.
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k]) for k in data.files}
+        for prefix in ("opt/target/", "params/"):
+            if any(k.startswith(prefix) for k in arrays):
+                arrays = {
+                    k[len(prefix) :]: v
+                    for k, v in arrays.items()
+                    if k.startswith(prefix)
+                }
+        return arrays
+    if path.endswith(".safetensors"):
+        return _read_safetensors(path)
+    raise ValueError(
+        f"Unknown checkpoint format; expected one of {', '.join(FORMATS)}. "
+        f"Received: {path!r}"
+    )
+
+
+# ------------------------------------------------- other names -> npz names
+
+
+def _split_heads_in(weight, num_heads):
+    """PyTorch `(out, in)` -> `(in, H, out // H)`."""
+    return weight.T.reshape(weight.shape[1], num_heads, -1)
+
+
+def _from_timm(state, num_heads):
+    out = {}
+    conv = state.pop("patch_embed.proj.weight")  # (D, C, p, p)
+    out["embedding/kernel"] = conv.transpose(2, 3, 1, 0)
+    out["embedding/bias"] = state.pop("patch_embed.proj.bias")
+    if "cls_token" in state:
+        out["cls"] = state.pop("cls_token")
+    out["Transformer/posembed_input/pos_embedding"] = state.pop("pos_embed")
+    blocks = sorted(
+        {
+            int(m.group(1))
+            for k in state
+            if (m := re.match(r"blocks\.(\d+)\.", k))
+        }
+    )
+    for i in blocks:
+        b, p = f"blocks.{i}.", _BLOCK.format(i)
+        out[p + "LayerNorm_0/scale"] = state.pop(b + "norm1.weight")
+        out[p + "LayerNorm_0/bias"] = state.pop(b + "norm1.bias")
+        qkv_w = np.split(state.pop(b + "attn.qkv.weight"), 3, axis=0)
+        qkv_b = np.split(state.pop(b + "attn.qkv.bias"), 3, axis=0)
+        for name, w, bias in zip(("query", "key", "value"), qkv_w, qkv_b):
+            m = p + f"MultiHeadDotProductAttention_1/{name}/"
+            out[m + "kernel"] = _split_heads_in(w, num_heads)
+            out[m + "bias"] = bias.reshape(num_heads, -1)
+        proj = state.pop(b + "attn.proj.weight")  # (D, H * Dh)
+        m = p + "MultiHeadDotProductAttention_1/out/"
+        out[m + "kernel"] = proj.T.reshape(num_heads, -1, proj.shape[0])
+        out[m + "bias"] = state.pop(b + "attn.proj.bias")
+        out[p + "LayerNorm_2/scale"] = state.pop(b + "norm2.weight")
+        out[p + "LayerNorm_2/bias"] = state.pop(b + "norm2.bias")
+        for r, fc in ((0, "fc1"), (1, "fc2")):
+            out[p + f"MlpBlock_3/Dense_{r}/kernel"] = state.pop(
+                b + f"mlp.{fc}.weight"
+            ).T
+            out[p + f"MlpBlock_3/Dense_{r}/bias"] = state.pop(
+                b + f"mlp.{fc}.bias"
+            )
+    if "fc_norm.weight" in state:
+        raise CheckpointError(
+            "This timm checkpoint normalizes after average pooling (fc_norm); "
+            "keras_vit, like the original ViT, normalizes before pooling."
+        )
+    out["Transformer/encoder_norm/scale"] = state.pop("norm.weight")
+    out["Transformer/encoder_norm/bias"] = state.pop("norm.bias")
+    if "head.weight" in state:
+        out["head/kernel"] = state.pop("head.weight").T
+        out["head/bias"] = state.pop("head.bias")
+    out.update(state)  # Whatever is left is reported as unexpected.
+    return out
+
+
+def _from_transformers(state, num_heads):
+    state = {
+        (k[len("vit.") :] if k.startswith("vit.") else k): v
+        for k, v in state.items()
+    }
+    out = {}
+    e = "embeddings."
+    conv = state.pop(e + "patch_embeddings.projection.weight")
+    out["embedding/kernel"] = conv.transpose(2, 3, 1, 0)
+    out["embedding/bias"] = state.pop(e + "patch_embeddings.projection.bias")
+    out["cls"] = state.pop(e + "cls_token")
+    out["Transformer/posembed_input/pos_embedding"] = state.pop(
+        e + "position_embeddings"
+    )
+    blocks = sorted(
+        {
+            int(m.group(1))
+            for k in state
+            if (m := re.match(r"encoder\.layer\.(\d+)\.", k))
+        }
+    )
+    for i in blocks:
+        b, p = f"encoder.layer.{i}.", _BLOCK.format(i)
+        out[p + "LayerNorm_0/scale"] = state.pop(b + "layernorm_before.weight")
+        out[p + "LayerNorm_0/bias"] = state.pop(b + "layernorm_before.bias")
+        for name in ("query", "key", "value"):
+            m = p + f"MultiHeadDotProductAttention_1/{name}/"
+            w = state.pop(b + f"attention.attention.{name}.weight")
+            out[m + "kernel"] = _split_heads_in(w, num_heads)
+            out[m + "bias"] = state.pop(
+                b + f"attention.attention.{name}.bias"
+            ).reshape(num_heads, -1)
+        proj = state.pop(b + "attention.output.dense.weight")
+        m = p + "MultiHeadDotProductAttention_1/out/"
+        out[m + "kernel"] = proj.T.reshape(num_heads, -1, proj.shape[0])
+        out[m + "bias"] = state.pop(b + "attention.output.dense.bias")
+        out[p + "LayerNorm_2/scale"] = state.pop(b + "layernorm_after.weight")
+        out[p + "LayerNorm_2/bias"] = state.pop(b + "layernorm_after.bias")
+        for r, name in ((0, "intermediate.dense"), (1, "output.dense")):
+            out[p + f"MlpBlock_3/Dense_{r}/kernel"] = state.pop(
+                b + f"{name}.weight"
+            ).T
+            out[p + f"MlpBlock_3/Dense_{r}/bias"] = state.pop(
+                b + f"{name}.bias"
+            )
+    out["Transformer/encoder_norm/scale"] = state.pop("layernorm.weight")
+    out["Transformer/encoder_norm/bias"] = state.pop("layernorm.bias")
+    if "pooler.dense.weight" in state:  # Dense + tanh on the class token.
+        out["pre_logits/kernel"] = state.pop("pooler.dense.weight").T
+        out["pre_logits/bias"] = state.pop("pooler.dense.bias")
+    if "classifier.weight" in state:
+        out["head/kernel"] = state.pop("classifier.weight").T
+        out["head/bias"] = state.pop("classifier.bias")
+    out.update(state)
+    return out
+
+
+def to_npz_layout(arrays, num_heads):
+    """Converts timm or transformers names to the original `.npz` names."""
+    arrays = dict(arrays)
+    try:
+        if "patch_embed.proj.weight" in arrays:
+            return _from_timm(arrays, num_heads)
+        if any(
+            k.endswith("embeddings.patch_embeddings.projection.weight")
+            for k in arrays
+        ):
+            return _from_transformers(arrays, num_heads)
+    except KeyError as error:
+        raise CheckpointError(
+            f"The checkpoint lacks {error.args[0]!r}, which every ViT "
+            "checkpoint of its kind holds."
+        ) from None
+    return _normalize_npz_names(arrays)
+
+
+def _normalize_npz_names(arrays):
+    """Maps big_vision's sub-module numbering to the original release's.
+
+    big_vision numbers a block's modules LayerNorm_0, MultiHeadDot...
+    Attention_0, LayerNorm_1, MlpBlock_0; the original release numbers them
+    0, 1, 2, 3.
+    """
+    if not any(
+        k.startswith("Transformer/encoderblock_") and "/MlpBlock_0/" in k
+        for k in arrays
+    ):
+        return arrays
+    renames = (
+        (
+            "/MultiHeadDotProductAttention_0/",
+            "/MultiHeadDotProductAttention_1/",
+        ),
+        ("/MlpBlock_0/", "/MlpBlock_3/"),
+        ("/LayerNorm_1/", "/LayerNorm_2/"),
+    )
+    out = {}
+    for key, value in arrays.items():
+        if key.startswith("Transformer/encoderblock_"):
+            for old, new in renames:
+                key = key.replace(old, new)
+        out[key] = value
+    return out
+
+
+# ------------------------------------------------------------ the mapping
+
+
+def model_layout(model):
+    """`{npz_name: variable}` for every weight of a `build_vit` model."""
+    names = {layer.name for layer in model.layers}
+    required = ("patch_embedding", "position_embedding", "encoder_norm")
+    absent = [n for n in required if n not in names]
+    if absent:
+        raise ValueError(
+            "Expected a model built by `keras_vit.build_vit`. Received: a "
+            f"model without the layers {absent}"
+        )
+    layout = {}
+    embed = model.get_layer("patch_embedding")
+    layout["embedding/kernel"] = embed.kernel
+    layout["embedding/bias"] = embed.bias
+    if "class_token" in names:
+        layout["cls"] = model.get_layer("class_token").token
+    layout["Transformer/posembed_input/pos_embedding"] = model.get_layer(
+        "position_embedding"
+    ).embedding
+    for i, block in enumerate(_blocks(model)):
+        p = _BLOCK.format(i)
+        layout[p + "LayerNorm_0/scale"] = block.attention_norm.gamma
+        layout[p + "LayerNorm_0/bias"] = block.attention_norm.beta
+        attention = block.attention
+        for name in ("query", "key", "value", "output"):
+            m = p + "MultiHeadDotProductAttention_1/"
+            m += "out/" if name == "output" else f"{name}/"
+            layout[m + "kernel"] = getattr(attention, f"{name}_kernel")
+            layout[m + "bias"] = getattr(attention, f"{name}_bias")
+        layout[p + "LayerNorm_2/scale"] = block.mlp_norm.gamma
+        layout[p + "LayerNorm_2/bias"] = block.mlp_norm.beta
+        for r, dense in enumerate((block.mlp.dense_0, block.mlp.dense_1)):
+            layout[p + f"MlpBlock_3/Dense_{r}/kernel"] = dense.kernel
+            layout[p + f"MlpBlock_3/Dense_{r}/bias"] = dense.bias
+    norm = model.get_layer("encoder_norm")
+    layout["Transformer/encoder_norm/scale"] = norm.gamma
+    layout["Transformer/encoder_norm/bias"] = norm.beta
+    for top in ("pre_logits", "head"):
+        if top in names:
+            dense = model.get_layer(top)
+            layout[f"{top}/kernel"] = dense.kernel
+            layout[f"{top}/bias"] = dense.bias
+    return layout
+
+
+def _blocks(model):
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, TransformerEncoderBlock)
+    ]
+
+
+def _num_heads(model):
+    blocks = _blocks(model)
+    return blocks[0].num_heads if blocks else 1
+
+
+def representation_size(path):
+    """Width of the checkpoint's `pre_logits` layer, or `None`."""
+    arrays = read_checkpoint(path)
+    for key in (
+        "pre_logits/bias",
+        "pooler.dense.bias",
+        "vit.pooler.dense.bias",
+    ):
+        if key in arrays:
+            return int(arrays[key].shape[-1])
+    return None
+
+
+def load_weights(model, path, resize_method="bilinear"):
+    """Loads a pretrained ViT checkpoint into a `build_vit` model.
+
+    The whole checkpoint is converted and checked before any weight is
+    assigned: on an error the model is unchanged.
+
+    - A head whose class count differs from the model's, or any head when
+      the model has none (`include_top=False`), is not loaded (reported).
+      So is a `pre_logits` layer the model does not have.
+    - A position embedding for another patch grid is resized over the grid
+      (`resize_method`, `"bilinear"` by default with half-pixel centres, as
+      timm loads these files; or `"bicubic"`); the class-token row is kept.
+      The checkpoint's grid must be square; the model's may not be.
+    - A missing weight, an unexpected one, or a shape that differs raises
+      `CheckpointError` naming the key and both shapes.
+
+    Args:
+        model: a `keras.Model` built by `keras_vit.build_vit`.
+        path: str. A `.npz` (original or AugReg layout) or `.safetensors`
+            (timm or Hugging Face transformers) file.
+        resize_method: `"bilinear"` or `"bicubic"`. Defaults to
+            `"bilinear"`.
+
+    Returns:
+        A dict: `loaded` (list of names), `skipped` (`{name: reason}`) and
+        `resized` (`{name: [old_shape, new_shape]}`).
+    """
+    if resize_method not in ("bilinear", "bicubic"):
+        raise ValueError(
+            "`resize_method` must be 'bilinear' or 'bicubic'. "
+            f"Received: resize_method={resize_method!r}"
+        )
+    layout = model_layout(model)
+    arrays = to_npz_layout(read_checkpoint(path), _num_heads(model))
+    report = {"loaded": [], "skipped": {}, "resized": {}}
+    assignments, problems = [], []
+
+    for key in ("head", "pre_logits"):
+        kernel = arrays.get(f"{key}/kernel")
+        if kernel is None:
+            continue
+        target = layout.get(f"{key}/kernel")
+        if target is None:
+            reason = f"the model has no {key} layer"
+        elif tuple(target.shape) != kernel.shape:
+            reason = (
+                f"shape {kernel.shape} in the checkpoint, "
+                f"{tuple(target.shape)} in the model"
+            )
+        else:
+            continue
+        for part in ("kernel", "bias"):
+            arrays.pop(f"{key}/{part}", None)
+            layout.pop(f"{key}/{part}", None)
+            report["skipped"][f"{key}/{part}"] = reason
+
+    for name, variable in layout.items():
+        if name not in arrays:
+            problems.append(
+                f"missing key {name!r} (model shape {tuple(variable.shape)})"
+            )
+            continue
+        array = np.asarray(arrays.pop(name), dtype=np.float32)
+        target = tuple(variable.shape)
+        if name == "embedding/kernel" and array.size == np.prod(target):
+            array = array.reshape(target)  # (p, p, C, D) -> (p * p * C, D)
+        if name == "cls" and array.ndim == 1:
+            array = array.reshape(target)
+        if name.endswith("pos_embedding") and array.shape != target:
+            array, resized = _resize_positions(
+                model, array, target, resize_method
+            )
+            if resized:
+                report["resized"][name] = [list(resized), list(target)]
+        if array.shape != target:
+            problems.append(
+                f"shape mismatch for {name!r}: checkpoint {array.shape}, "
+                f"model {target}"
+            )
+            continue
+        assignments.append((variable, array))
+        report["loaded"].append(name)
+    if arrays:
+        listed = ", ".join(repr(k) for k in sorted(arrays)[:5])
+        more = f" and {len(arrays) - 5} more" if len(arrays) > 5 else ""
+        problems.append(f"unexpected keys {listed}{more}")
+    if problems:
+        raise CheckpointError(
+            f"The checkpoint {os.fspath(path)!r} does not fit the model; "
+            f"nothing was loaded: {'; '.join(problems[:6])}"
+            + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
+        )
+    for variable, array in assignments:
+        variable.assign(array.astype(variable.dtype))
+    for name, reason in report["skipped"].items():
+        logger.info("Not loaded: %s (%s)", name, reason)
+    return report
+
+
+def _resize_positions(model, array, target, method):
+    """Resizes a position table to the model's grid, if it is a grid."""
+    layer = model.get_layer("position_embedding")
+    prefix = layer.num_prefix_tokens
+    if array.ndim != 3 or array.shape[-1] != target[-1]:
+        return array, None
+    patches = array.shape[1] - prefix
+    side = int(round(patches**0.5))
+    if side * side != patches:
+        return array, None
+    grid = layer.grid_size
+    if grid is None:
+        grid = (int(round((target[1] - prefix) ** 0.5)),) * 2
+    resized = resize_position_embedding(
+        array, (side, side), grid, num_prefix_tokens=prefix, method=method
+    )
+    return resized, array.shape
+
+
+def save_npz(model, path, overwrite=False):
+    """Writes a `build_vit` model's weights in the original `.npz` layout.
+
+    The file loads back with `load_weights` (exactly) and in other tools that
+    read the original ViT checkpoints. The write is atomic.
+
+    Args:
+        model: a `keras.Model` built by `keras_vit.build_vit`.
+        path: str. The `.npz` file to write.
+        overwrite: bool. Replace an existing file. Defaults to `False`.
+    """
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        raise ValueError(f"The path must end in .npz. Received: {path!r}")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(
+            f"{path!r} exists; pass overwrite=True to replace it"
+        )
+    arrays = {}
+    for name, variable in model_layout(model).items():
+        array = np.asarray(variable.numpy(), dtype=np.float32)
+        if name == "embedding/kernel":
+            ph, pw = model.get_layer("patch_extractor").patch_size
+            array = array.reshape(ph, pw, -1, array.shape[-1])
+        arrays[name] = array
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
