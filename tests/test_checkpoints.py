@@ -303,3 +303,13 @@ def test_non_square_model_grid_from_a_square_checkpoint():
     assert model.get_layer("position_embedding").embedding.shape == (1, 25, 32)
     x = np.zeros((1, 32, 48, 3), "float32")
     assert np.isfinite(to_numpy(model(x))).all()
+
+
+def test_attention_maps_of_a_loaded_checkpoint(golden):
+    model = keras_vit.build_vit(
+        image_size=48, num_classes=5, weights=NPZ, **CONFIG
+    )
+    maps = keras_vit.attention_maps(model, golden["images_48"])
+    assert maps.shape == (2, 4, 4, 37, 37)
+    np.testing.assert_allclose(maps.sum(-1), 1.0, atol=1e-5)
+    assert keras_vit.attention_rollout(maps).shape == (4, 6, 6)

@@ -226,6 +226,25 @@ def test_help_is_complete(command, capsys):
         assert flag in text
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--precision", "mixed_bfloat16"],
+        ["--precision", "mixed_float16"],
+        ["--jit-compile"],
+    ],
+)
+def test_precision_and_xla_options_train(options, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--out", str(out), "--epochs", "1", *TINY, *options])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(metrics["test_loss"])
+    config = json.loads((out / "config.json").read_text())
+    if "--precision" in options:
+        assert config["precision"] == options[1]
+
+
 def test_python_dash_m_and_determinism(tmp_path):
     runs = []
     for name in ("a", "b"):
