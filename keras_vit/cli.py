@@ -294,13 +294,9 @@ def default_config(image_shape, num_examples):
 
 
 def _load_model(path, unsafe):
-    import keras
+    from keras_vit.saving import load_model
 
-    import keras_vit  # noqa: F401  (registers the layers)
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No model file at the given path: {path!r}")
-    return keras.saving.load_model(path, safe_mode=not unsafe)
+    return load_model(path, unsafe=unsafe)
 
 
 def _check_out(out, overwrite):
@@ -447,9 +443,9 @@ def run_train(args):
 
 
 def _save_model(model, out):
-    final = os.path.join(out, "model.keras")
-    model.save(final + ".tmp.keras")
-    os.replace(final + ".tmp.keras", final)
+    from keras_vit.saving import save_model_atomic
+
+    save_model_atomic(model, os.path.join(out, "model.keras"))
 
 
 def _fit(model, data, config, args):

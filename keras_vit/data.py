@@ -86,12 +86,21 @@ def native_image_shape(source, data_dir=None):
     if isinstance(source, (str, os.PathLike)):
         files, _, _ = _list_folder(os.fspath(source))
         step = max(1, len(files) // 32)
-        shapes = [
-            tf.io.decode_image(
-                tf.io.read_file(f), expand_animations=False
-            ).shape
-            for f in files[::step][:32]
-        ]
+        shapes = []
+        for file in files[::step][:32]:
+            try:
+                shapes.append(
+                    tf.io.decode_image(
+                        tf.io.read_file(file), expand_animations=False
+                    ).shape
+                )
+            except tf.errors.InvalidArgumentError:
+                continue  # Named later by the decode check, or skipped.
+        if not shapes:
+            raise BadImageError(
+                f"None of the sampled images of {os.fspath(source)!r} can be "
+                f"decoded, e.g. {files[0]!r}"
+            )
         height = int(np.median([s[0] for s in shapes]))
         width = int(np.median([s[1] for s in shapes]))
         return (height, width, max(3 if s[2] != 1 else 1 for s in shapes))

@@ -9,6 +9,7 @@ CSV log, TensorBoard and early stopping. `distribution_strategy` picks a
 """
 
 import importlib.util
+import json
 import logging
 import os
 
@@ -129,6 +130,68 @@ def compile_for_training(
     return model
 
 
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` whose backup files are replaced atomically.
+
+    Keras writes the backup weights and the epoch counter in place, so a run
+    killed during that write leaves a backup that cannot be read. Here each
+    file is written under a temporary name and renamed over the old one:
+    at any moment the backup is a complete earlier or later state.
+    """
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        weights_tmp = os.path.join(self.backup_dir, "partial.weights.h5")
+        self.model.save_weights(weights_tmp, overwrite=True)
+        metadata_tmp = self._training_metadata_path + ".partial"
+        with open(metadata_tmp, "w") as f:
+            json.dump(
+                {"epoch": self._current_epoch, "batch": self._last_batch_seen},
+                f,
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(weights_tmp, self._weights_path)
+        os.replace(metadata_tmp, self._training_metadata_path)
+
+
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Saves the model whenever `monitor` improves, atomically.
+
+    Args:
+        filepath: str. A `.keras` path; replaced by rename, never
+            half-written.
+        monitor: str. The logged value to watch. Defaults to
+            `"val_accuracy"`.
+        mode: `"max"` or `"min"`. Defaults to `"max"`.
+    """
+
+    def __init__(self, filepath, monitor="val_accuracy", mode="max"):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(
+                f"`mode` must be 'max' or 'min'. Received: {mode!r}"
+            )
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.mode = mode
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        value = float(value)
+        better = self.best is None or (
+            value > self.best if self.mode == "max" else value < self.best
+        )
+        if better:
+            from keras_vit.saving import save_model_atomic
+
+            save_model_atomic(self.model, self.filepath)
+            self.best = value  # Only once the file is in place.
+
+
 def training_callbacks(
     out_dir, monitor="val_accuracy", patience=None, tensorboard=True
 ):
@@ -137,6 +200,8 @@ def training_callbacks(
     - `best.keras`: the model at its best `monitor` value;
     - `backup/`: `BackupAndRestore` state, so that the same command run
       again after a crash resumes from the last finished epoch;
+    both replaced atomically, so a crash while writing them leaves the
+    previous complete file;
     - `history.csv`: one row per epoch (appended on resume);
     - `logs/`: TensorBoard, when the tensorboard package is installed;
     - early stopping after `patience` epochs without improvement, if set;
@@ -144,12 +209,9 @@ def training_callbacks(
     """
     mode = "min" if "loss" in monitor else "max"
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup")),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(out_dir, "best.keras"),
-            monitor=monitor,
-            mode=mode,
-            save_best_only=True,
+        AtomicBackupAndRestore(os.path.join(out_dir, "backup")),
+        BestModelCheckpoint(
+            os.path.join(out_dir, "best.keras"), monitor=monitor, mode=mode
         ),
         keras.callbacks.CSVLogger(
             os.path.join(out_dir, "history.csv"), append=True

@@ -14,3 +14,7 @@ def _fresh_keras_state():
     keras.utils.set_random_seed(1234)
     yield
     keras.config.set_dtype_policy("float32")
+
+
+# Scripts run by hand or in subprocesses, not test modules.
+collect_ignore = ["fixtures/make_golden.py", "distributed_worker.py"]

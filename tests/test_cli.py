@@ -265,6 +265,16 @@ def test_python_dash_m_and_determinism(tmp_path):
         )
     (history_a, metrics_a), (history_b, metrics_b) = runs
     assert history_a == history_b
+    import keras
+
+    import keras_vit  # noqa: F401
+
+    first, second = (
+        keras.saving.load_model(tmp_path / name / "model.keras")
+        for name in "ab"
+    )
+    for a, b in zip(first.weights, second.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # bitwise
 
     def drop(text):
         return {

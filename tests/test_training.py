@@ -90,8 +90,8 @@ def test_callbacks(tmp_path):
         type(c).__name__ for c in training_callbacks(str(tmp_path), patience=3)
     ]
     for name in (
-        "BackupAndRestore",
-        "ModelCheckpoint",
+        "AtomicBackupAndRestore",
+        "BestModelCheckpoint",
         "CSVLogger",
         "TerminateOnNaN",
         "TensorBoard",
