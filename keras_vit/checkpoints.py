@@ -109,6 +109,13 @@ def _split_heads_in(weight, num_heads):
     return weight.T.reshape(weight.shape[1], num_heads, -1)
 
 
+def _block_indices(state, pattern):
+    """Sorted block numbers in the names that match `pattern`."""
+    return sorted(
+        {int(m.group(1)) for k in state if (m := re.match(pattern, k))}
+    )
+
+
 def _from_timm(state, num_heads):
     out = {}
     conv = state.pop("patch_embed.proj.weight")  # (D, C, p, p)
@@ -117,13 +124,7 @@ def _from_timm(state, num_heads):
     if "cls_token" in state:
         out["cls"] = state.pop("cls_token")
     out["Transformer/posembed_input/pos_embedding"] = state.pop("pos_embed")
-    blocks = sorted(
-        {
-            int(m.group(1))
-            for k in state
-            if (m := re.match(r"blocks\.(\d+)\.", k))
-        }
-    )
+    blocks = _block_indices(state, r"blocks\.(\d+)\.")
     for i in blocks:
         b, p = f"blocks.{i}.", _BLOCK.format(i)
         out[p + "LayerNorm_0/scale"] = state.pop(b + "norm1.weight")
@@ -175,13 +176,7 @@ def _from_transformers(state, num_heads):
     out["Transformer/posembed_input/pos_embedding"] = state.pop(
         e + "position_embeddings"
     )
-    blocks = sorted(
-        {
-            int(m.group(1))
-            for k in state
-            if (m := re.match(r"encoder\.layer\.(\d+)\.", k))
-        }
-    )
+    blocks = _block_indices(state, r"encoder\.layer\.(\d+)\.")
     for i in blocks:
         b, p = f"encoder.layer.{i}.", _BLOCK.format(i)
         out[p + "LayerNorm_0/scale"] = state.pop(b + "layernorm_before.weight")

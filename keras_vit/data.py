@@ -417,21 +417,30 @@ def _split_indices(labels, validation_split, test_split, seed):
     return {k: np.sort(np.concatenate(v)).astype(int) for k, v in parts.items()}
 
 
+def _splits(labels, validation_split, test_split, seed, make_dataset):
+    """`{split: (dataset or None, size)}` from a stratified index split."""
+    index = _split_indices(labels, validation_split, test_split, seed)
+    return {
+        name: (make_dataset(rows), len(rows)) if len(rows) else (None, 0)
+        for name, rows in index.items()
+    }
+
+
 def _split_arrays(images, labels, validation_split, test_split, seed):
     if len(np.unique(labels)) < 2:
         raise ValueError(
             "A classification dataset needs at least 2 classes. "
             f"Received: labels {sorted(set(labels.tolist()))}"
         )
-    index = _split_indices(labels, validation_split, test_split, seed)
-    splits = {}
-    for name, rows in index.items():
-        if len(rows) == 0:
-            splits[name] = (None, 0)
-            continue
-        data = tf.data.Dataset.from_tensor_slices((images[rows], labels[rows]))
-        splits[name] = (data, len(rows))
-    return splits
+    return _splits(
+        labels,
+        validation_split,
+        test_split,
+        seed,
+        lambda rows: tf.data.Dataset.from_tensor_slices(
+            (images[rows], labels[rows])
+        ),
+    )
 
 
 def _digits(validation_split, test_split, seed):
@@ -604,19 +613,15 @@ def _folder(folder, validation_split, test_split, seed, skip_bad):
         keep = np.setdiff1d(np.arange(len(files)), bad)
         files = [files[i] for i in keep]
         labels = labels[keep]
-    index = _split_indices(labels, validation_split, test_split, seed)
-    splits = {}
-    for name, rows in index.items():
-        if len(rows) == 0:
-            splits[name] = (None, 0)
-            continue
-        paths = np.asarray(files)[rows]
-        data = tf.data.Dataset.from_tensor_slices((paths, labels[rows])).map(
-            lambda path, label: (
-                _decode(path),
-                label,
-            ),
+    paths = np.asarray(files)
+
+    def dataset(rows):
+        return tf.data.Dataset.from_tensor_slices(
+            (paths[rows], labels[rows])
+        ).map(
+            lambda path, label: (_decode(path), label),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-        splits[name] = (data, len(rows))
+
+    splits = _splits(labels, validation_split, test_split, seed, dataset)
     return splits, classes
