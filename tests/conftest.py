@@ -5,6 +5,18 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# A small example budget by default; `--hypothesis-profile=thorough` for more.
+for _name, _examples in (("keras_vit_ci", 6), ("thorough", 60)):
+    settings.register_profile(
+        _name,
+        max_examples=_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+settings.load_profile("keras_vit_ci")
 
 
 @pytest.fixture(autouse=True)

@@ -1,33 +1,18 @@
 """Generated configurations: valid ones round-trip and export, invalid raise.
 
-The example budget is small by default; run more with
+The example budget is small by default (tests/conftest.py); run more with
 `python -m pytest tests/test_properties.py --hypothesis-profile=thorough`.
 """
 
 import keras
 import numpy as np
 import pytest
-from hypothesis import HealthCheck
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
 import keras_vit
 from tests.helpers import to_numpy
-
-settings.register_profile(
-    "default",
-    max_examples=6,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-settings.register_profile(
-    "thorough",
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-settings.load_profile("default")
 
 
 @st.composite
@@ -76,7 +61,8 @@ def test_valid_configs_round_trip_through_keras_files(
     np.testing.assert_array_equal(to_numpy(loaded(x)), out)
 
 
-@settings(max_examples=3)
+# Exports take seconds each: a sixth of the profile's budget, at least 3.
+@settings(max_examples=max(3, settings().max_examples // 6))
 @given(config=valid_configs(), seed=st.integers(0, 2**16))
 def test_valid_configs_export_to_onnx_and_tflite(
     config, seed, tmp_path_factory
