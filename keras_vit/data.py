@@ -8,7 +8,7 @@
 - a folder with one sub-folder of images per class;
 - NumPy arrays `(images, labels)`.
 
-Integer (`uint8`) images are scaled from [0, 255] to `input_range`
+Integer images are scaled from [0, 255] (`uint16`: [0, 65535]) to `input_range`
 (default [-1, 1], the range of the original ViT checkpoints); float images
 are taken as already scaled.
 """
@@ -252,7 +252,8 @@ def load_datasets(
     def preprocess(image, label):
         image = _to_channels(image, channels)
         if image.dtype.is_integer:
-            image = tf.cast(image, tf.float32) * ((high - low) / 255.0) + low
+            top = 65535.0 if image.dtype == tf.uint16 else 255.0
+            image = tf.cast(image, tf.float32) * ((high - low) / top) + low
         else:
             image = tf.cast(image, tf.float32)
         if tuple(image.shape[:2]) != tuple(size):

@@ -75,6 +75,18 @@ def test_numpy_arrays_uint8_and_float():
     )
 
 
+def test_sixteen_bit_arrays_use_their_full_range():
+    images = np.array([[[[0]], [[65535]]], [[[32768]], [[0]]]], np.uint16)
+    data = load_datasets(
+        (images, np.array([0, 1])),
+        batch_size=2,
+        validation_split=0.0,
+        test_split=0.0,
+    )
+    x, _ = _all(data.train)
+    assert x.min() == -1.0 and x.max() == 1.0
+
+
 def test_array_errors():
     with pytest.raises(ValueError, match=r"at least 2 classes.*\[0\]"):
         load_datasets((np.zeros((4, 4, 4, 1), np.uint8), np.zeros(4, int)))

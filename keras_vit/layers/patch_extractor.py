@@ -15,7 +15,8 @@ class PatchExtractor(keras.layers.Layer):
     reshaped to that matrix.
 
     The split uses only reshapes and a 4-D transpose, which every runtime
-    supports with a dynamic batch (unlike `tf.image.extract_patches`).
+    supports with a dynamic batch (unlike TensorFlow's image-patches op,
+    which needs Flex ops in TFLite and breaks ONNX with a dynamic batch).
 
     Args:
         patch_size: int or tuple of two ints. Patch height and width.
