@@ -252,7 +252,7 @@ def run_export(args, log):
                 json.dump(data, f, indent=2)
         if passed:
             publish(staging, target)
-    return reports, passed
+    return reports, passed, model
 
 
 def _manifest(args, model, shape, class_names, artifacts):
@@ -423,7 +423,7 @@ def main(argv=None):
             if args.quiet
             else (lambda m: print(m, file=sys.stderr, flush=True))
         )
-        reports, passed = run_export(args, log)
+        reports, passed, model = run_export(args, log)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -439,6 +439,5 @@ def main(argv=None):
         from export.bench import benchmark
         from export.bench import format_bench
 
-        model = load_model(args.model, safe_mode=not args.unsafe)
         print(format_bench(benchmark(args.to, model=model)))
     return 0

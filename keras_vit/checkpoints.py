@@ -322,9 +322,19 @@ def _num_heads(model):
     return blocks[0].num_heads if blocks else 1
 
 
-def representation_size(path):
-    """Width of the checkpoint's `pre_logits` layer, or `None`."""
-    arrays = read_checkpoint(path)
+def _arrays(checkpoint):
+    """A checkpoint path, or the dict `read_checkpoint` already returned."""
+    if isinstance(checkpoint, dict):
+        return checkpoint, "the checkpoint"
+    return read_checkpoint(checkpoint), repr(os.fspath(checkpoint))
+
+
+def representation_size(checkpoint):
+    """Width of the checkpoint's `pre_logits` layer, or `None`.
+
+    `checkpoint` is a path or the dict of arrays `read_checkpoint` returns.
+    """
+    arrays, _ = _arrays(checkpoint)
     for key in (
         "pre_logits/bias",
         "pooler.dense.bias",
@@ -335,7 +345,7 @@ def representation_size(path):
     return None
 
 
-def load_weights(model, path, resize_method="bilinear"):
+def load_weights(model, checkpoint, resize_method="bilinear"):
     """Loads a pretrained ViT checkpoint into a `build_vit` model.
 
     The whole checkpoint is converted and checked before any weight is
@@ -353,8 +363,9 @@ def load_weights(model, path, resize_method="bilinear"):
 
     Args:
         model: a `keras.Model` built by `keras_vit.build_vit`.
-        path: str. A `.npz` (original or AugReg layout) or `.safetensors`
-            (timm or Hugging Face transformers) file.
+        checkpoint: str. A `.npz` (original or AugReg layout) or
+            `.safetensors` (timm or Hugging Face transformers) file; or the
+            dict of arrays `read_checkpoint` returned for one.
         resize_method: `"bilinear"` or `"bicubic"`. Defaults to
             `"bilinear"`.
 
@@ -368,7 +379,8 @@ def load_weights(model, path, resize_method="bilinear"):
             f"Received: resize_method={resize_method!r}"
         )
     layout = model_layout(model)
-    arrays = to_npz_layout(read_checkpoint(path), _num_heads(model))
+    raw, source = _arrays(checkpoint)
+    arrays = to_npz_layout(raw, _num_heads(model))
     report = {"loaded": [], "skipped": {}, "resized": {}}
     assignments, problems = [], []
 
@@ -423,7 +435,7 @@ def load_weights(model, path, resize_method="bilinear"):
         problems.append(f"unexpected keys {listed}{more}")
     if problems:
         raise CheckpointError(
-            f"The checkpoint {os.fspath(path)!r} does not fit the model; "
+            f"The checkpoint {source} does not fit the model; "
             f"nothing was loaded: {'; '.join(problems[:6])}"
             + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
         )

@@ -22,40 +22,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, received {text!r}"
-        )
-    return value
+def _number(convert, valid, expected):
+    """An argparse type: `convert(text)` that must satisfy `valid`."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not valid(value):
+            raise argparse.ArgumentTypeError(
+                f"expected {expected}, received {text!r}"
+            )
+        return value
+
+    return parse
 
 
-def _rate(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"expected a number in [0, 1), received {text!r}"
-        )
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number, received {text!r}"
-        )
-    return value
+_positive_int = _number(int, lambda v: v > 0, "a positive integer")
+_rate = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+_positive_float = _number(float, lambda v: v > 0, "a positive number")
 
 
 def _add_data_arguments(parser):

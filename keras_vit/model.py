@@ -180,12 +180,16 @@ def build_vit(
         )
     if include_top:
         num_classes = check_positive_int(num_classes, "num_classes")
+    checkpoint = None
     if weights is not None:
         _check_weights_path(weights)
-        if representation_size is None and not os.fspath(weights).endswith(
-            ".weights.h5"
-        ):
-            representation_size = checkpoints.representation_size(weights)
+        if not os.fspath(weights).endswith(".weights.h5"):
+            # Read once: checkpoints of large variants run to gigabytes.
+            checkpoint = checkpoints.read_checkpoint(weights)
+            if representation_size is None:
+                representation_size = checkpoints.representation_size(
+                    checkpoint
+                )
     grid = (image_size[0] // patch_size[0], image_size[1] // patch_size[1])
     if name is None:
         name = (
@@ -230,10 +234,10 @@ def build_vit(
             name="head",
         )(x)
     model = keras.Model(images, x, name=name)
-    if weights is not None and os.fspath(weights).endswith(".weights.h5"):
-        model.load_weights(os.fspath(weights))
+    if checkpoint is not None:
+        checkpoints.load_weights(model, checkpoint)
     elif weights is not None:
-        checkpoints.load_weights(model, weights)
+        model.load_weights(os.fspath(weights))
     return model
 
 

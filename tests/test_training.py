@@ -1,5 +1,3 @@
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -113,4 +111,3 @@ def test_strategies_by_name(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match=r"TF_CONFIG"):
         distribution_strategy("multiworker")
-    assert "TF_CONFIG" not in os.environ
