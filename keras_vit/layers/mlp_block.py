@@ -1,4 +1,5 @@
 import keras
+from keras import ops
 
 from keras_vit.activations import get_gelu
 from keras_vit.layers._utils import check_positive_int
@@ -92,10 +93,21 @@ class MLPBlock(keras.layers.Layer):
         self.dense_1.build(self.dense_0.compute_output_shape(input_shape))
 
     def call(self, inputs, training=None):
-        x = self.dense_0(inputs)  # (B, N, mlp_dim)
+        # Every token is transformed on its own, so the tokens of all images
+        # form one (B * N, D) matrix: each Dense is then a single 2-D matrix
+        # product whose bias add (and, for inference, the GELU) TensorFlow
+        # fuses into it, which a 3-D input with its reshapes would prevent.
+        dim = inputs.shape[-1]
+        x = inputs
+        if len(inputs.shape) != 2:
+            x = ops.reshape(inputs, (-1, dim))  # (B * N, D)
+        x = self.dense_0(x)  # (B * N, mlp_dim)
         x = self.dropout_0(x, training=training)
-        x = self.dense_1(x)  # (B, N, D)
-        return self.dropout_1(x, training=training)
+        x = self.dense_1(x)  # (B * N, D)
+        x = self.dropout_1(x, training=training)
+        if len(inputs.shape) != 2:
+            x = ops.reshape(x, ops.shape(inputs))  # (B, N, D)
+        return x
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
