@@ -9,10 +9,13 @@ the Keras model before the file is placed at its path:
 
 All three take `(model, path, <format option>, *, samples=None,
 overwrite=False, ...)`. The command line, `python -m export MODEL.keras --to
-DIR`, writes every format, a `report.json` and a `manifest.json`.
+DIR`, writes every format, a `report.json` and a `manifest.json`. A model
+trained in mixed precision is exported as its float32 copy
+(`float32_model`): same variables, float32 arithmetic.
 """
 
 from export._files import OutputExistsError
+from export._model import float32_model
 from export.onnx_model import InvalidOnnxError
 from export.onnx_model import export_onnx
 from export.saved_model import export_saved_model
@@ -32,6 +35,7 @@ __all__ = [
     "export_onnx",
     "export_saved_model",
     "export_tflite",
+    "float32_model",
     "format_table",
     "verify",
 ]

@@ -8,7 +8,46 @@ def load_model(path, safe_mode=True):
     """Loads a `.keras` file; Keras' safe mode refuses serialized code."""
     from keras_vit.saving import load_model as safe_load
 
-    return safe_load(path, unsafe=not safe_mode)
+    return float32_model(safe_load(path, unsafe=not safe_mode))
+
+
+def float32_model(model):
+    """Returns `model` if it computes in float32, else a float32 copy of it.
+
+    A model trained under a mixed policy (`mixed_bfloat16`,
+    `mixed_float16`) keeps float32 variables but computes in half
+    precision. The runtimes of the exported files run float32 graphs, and
+    LiteRT and ONNX have no bfloat16 kernels for most ops. The copy has the
+    same layers and the same variable values, each layer computing in
+    float32, so that export and verification use the model's
+    full-precision arithmetic.
+
+    Raises:
+        ValueError: for a mixed-precision model that is not a functional or
+            sequential model, which cannot be rebuilt from its layers.
+    """
+    layers = [model, *model.layers]
+    if all(layer.dtype_policy.name == "float32" for layer in layers):
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone)
+    except ValueError as error:
+        raise ValueError(
+            "A model that computes in "
+            f"{model.dtype_policy.name} is exported in float32, which needs "
+            "a functional or sequential model to rebuild; rebuild yours "
+            "under keras.config.set_dtype_policy('float32') and load its "
+            f"weights before exporting. Received: {type(model).__name__} "
+            f"({error})"
+        ) from error
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def image_spec(model):

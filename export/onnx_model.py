@@ -8,6 +8,7 @@ import numpy as np
 
 from export._common import prepare
 from export._common import write_verified
+from export._model import float32_model
 from export._model import serving_function
 
 # A protobuf message cannot exceed 2 GiB; graph structure comes on top of
@@ -138,7 +139,9 @@ def export_onnx(
     external data).
 
     Args:
-        model: a `keras.Model` with one image input and one output.
+        model: a `keras.Model` with one image input and one output. A
+            model with a mixed dtype policy is exported, and compared,
+            as its float32 copy (`export.float32_model`).
         path: str. The `.onnx` file to write.
         opset: int. ONNX opset. Defaults to `17`.
         samples: array of images for the comparison, or `None` for 8
@@ -155,6 +158,7 @@ def export_onnx(
         raise ValueError(
             f"`opset` must be an int >= 13. Received: opset={opset!r}"
         )
+    model = float32_model(model)
     path, samples = prepare(model, path, overwrite, samples)
     if external_data is None:
         external_data = _weight_bytes(model) > EXTERNAL_DATA_THRESHOLD

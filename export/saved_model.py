@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from export._common import prepare
 from export._common import write_verified
+from export._model import float32_model
 from export._model import image_spec
 from export._model import serving_function
 
@@ -38,7 +39,9 @@ def export_saved_model(model, path, *, samples=None, overwrite=False):
     within 1e-4 or nothing is written.
 
     Args:
-        model: a `keras.Model` with one image input and one output.
+        model: a `keras.Model` with one image input and one output. A
+            model with a mixed dtype policy is exported, and compared,
+            as its float32 copy (`export.float32_model`).
         path: str. Folder to create.
         samples: array `(N, height, width, channels)` for the comparison, or
             `None` for 8 uniform [-1, 1] images. Defaults to `None`.
@@ -56,6 +59,7 @@ def export_saved_model(model, path, *, samples=None, overwrite=False):
     >>> export_saved_model(model, out).passed
     True
     """
+    model = float32_model(model)
     path, samples = prepare(model, path, overwrite, samples)
     return write_verified(
         model,

@@ -9,6 +9,7 @@ import tensorflow as tf
 from export._common import as_image_array
 from export._common import prepare
 from export._common import write_verified
+from export._model import float32_model
 from export._model import image_spec
 from export.saved_model import write_saved_model
 
@@ -139,7 +140,9 @@ def export_tflite(
     written, unless `force=True`.
 
     Args:
-        model: a `keras.Model` with one image input and one output.
+        model: a `keras.Model` with one image input and one output. A
+            model with a mixed dtype policy is exported, and compared,
+            as its float32 copy (`export.float32_model`).
         path: str. The `.tflite` file to write.
         quantize: `None` (float32), `"float16"` (float16 weights),
             `"dynamic"` (int8 weights, float activations) or `"int8"` (int8
@@ -165,6 +168,7 @@ def export_tflite(
             f"`quantize` must be one of {QUANTIZE_MODES}. "
             f"Received: quantize={quantize!r}"
         )
+    model = float32_model(model)
     # Read once: an iterator of batches could not be read a second time.
     calibration = as_image_array(
         representative_data,

@@ -200,8 +200,10 @@ def verify(
     Returns:
         A `VerificationReport`.
     """
+    from export._model import float32_model
     from export._model import image_spec
 
+    model = float32_model(model)
     samples = check_samples(samples, image_spec(model))
     runner = Runner(artifact)
     reference = np.asarray(model(samples, training=False), dtype=np.float64)

@@ -23,6 +23,9 @@ from keras_vit.layers import PositionEmbedding
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# CPU feature flags (as Linux names them) of native bfloat16 matrix products.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+MIN_BF16_CPU_WIDTH = 128
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 
 
@@ -237,6 +240,56 @@ def training_callbacks(
             )
         )
     return callbacks
+
+
+def _cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU feature flags the Linux kernel reports; empty elsewhere."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def hardware_precision(hidden_dim=None, cpuinfo="/proc/cpuinfo"):
+    """The dtype policy that trains fastest on this machine's hardware.
+
+    On a GPU: `"mixed_bfloat16"` from compute capability 8.0 (bfloat16
+    tensor cores), `"mixed_float16"` from 7.0, else `"float32"`. On a CPU:
+    `"mixed_bfloat16"` when it multiplies bfloat16 natively (AMX or
+    AVX-512 BF16), else `"float32"`, since bfloat16 emulated in float32
+    arithmetic is slower than float32 itself. On a CPU, models narrower
+    than `MIN_BF16_CPU_WIDTH` stay float32: their steps are made of many
+    small ops rather than large matrix products, and the casts cost more
+    than bfloat16 saves (BENCHMARKS.md has both measurements). Variables
+    stay float32 under either mixed policy.
+
+    Args:
+        hidden_dim: int or `None`. Width of the model to train; `None`
+            means wide enough.
+        cpuinfo: path of the kernel's CPU description. Defaults to
+            `"/proc/cpuinfo"`; machines without it get `"float32"` on CPU.
+
+    Returns:
+        One of `PRECISIONS`.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        capability = tuple(details.get("compute_capability") or (0, 0))
+        if capability >= (8, 0):
+            return "mixed_bfloat16"
+        if capability >= (7, 0):
+            return "mixed_float16"
+        return "float32"
+    if hidden_dim is not None and hidden_dim < MIN_BF16_CPU_WIDTH:
+        return "float32"
+    if _cpu_flags(cpuinfo) & set(BF16_CPU_FLAGS):
+        return "mixed_bfloat16"
+    return "float32"
 
 
 def distribution_strategy(name="auto"):

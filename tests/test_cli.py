@@ -8,11 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_vit.cli import main
+from keras_vit.training import hardware_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -232,6 +234,7 @@ def test_help_is_complete(command, capsys):
         ["--precision", "mixed_bfloat16"],
         ["--precision", "mixed_float16"],
         ["--jit-compile"],
+        ["--hidden-dim", "128", "--mlp-dim", "128"],  # --precision auto
     ],
 )
 def test_precision_and_xla_options_train(options, tmp_path, capsys):
@@ -243,6 +246,11 @@ def test_precision_and_xla_options_train(options, tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     if "--precision" in options:
         assert config["precision"] == options[1]
+    else:
+        expected = hardware_precision(config["hidden_dim"])
+        assert config["precision"] == expected
+        assert keras.config.dtype_policy().name == expected
+    keras.config.set_dtype_policy("float32")
 
 
 def test_python_dash_m_and_determinism(tmp_path):

@@ -1,10 +1,12 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_vit import build_vit
 from keras_vit.training import compile_for_training
 from keras_vit.training import distribution_strategy
+from keras_vit.training import hardware_precision
 from keras_vit.training import make_optimizer
 from keras_vit.training import no_decay_variables
 from keras_vit.training import training_callbacks
@@ -111,3 +113,53 @@ def test_strategies_by_name(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match=r"TF_CONFIG"):
         distribution_strategy("multiworker")
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: {vendor}
+flags\t\t: fpu sse sse2 avx avx2 fma {extra}
+"""
+
+
+@pytest.mark.parametrize(
+    "extra, hidden_dim, expected",
+    [
+        ("avx512f avx512_bf16", 192, "mixed_bfloat16"),
+        ("avx512f amx_bf16 amx_tile", None, "mixed_bfloat16"),
+        ("avx512f avx512_bf16", 64, "float32"),  # Narrow: stays float32.
+        ("avx512f avx512_vnni", 768, "float32"),  # No native bfloat16.
+        ("", 768, "float32"),
+    ],
+)
+def test_hardware_precision_on_cpus(
+    extra, hidden_dim, expected, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: [])
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(CPUINFO.format(vendor="AuthenticAMD", extra=extra))
+    assert hardware_precision(hidden_dim, cpuinfo=cpuinfo) == expected
+    assert hardware_precision(768, cpuinfo=tmp_path / "absent") == "float32"
+
+
+@pytest.mark.parametrize(
+    "capability, expected",
+    [
+        ((9, 0), "mixed_bfloat16"),
+        ((8, 0), "mixed_bfloat16"),
+        ((7, 5), "mixed_float16"),
+        ((6, 1), "float32"),
+    ],
+)
+def test_hardware_precision_on_gpus(capability, expected, monkeypatch):
+    gpu = object()
+    monkeypatch.setattr(
+        tf.config,
+        "list_physical_devices",
+        lambda kind: [gpu] if kind == "GPU" else [],
+    )
+    monkeypatch.setattr(
+        tf.config.experimental,
+        "get_device_details",
+        lambda device: {"compute_capability": capability},
+    )
+    assert hardware_precision(32) == expected

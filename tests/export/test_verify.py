@@ -1,8 +1,10 @@
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from export import export_onnx
+from export import float32_model
 from export import format_table
 from export import verify
 from export.verify import artifact_format
@@ -47,3 +49,54 @@ def test_artifact_format_errors(tmp_path):
 def test_bad_samples(trained_model, tmp_path):
     with pytest.raises(ValueError, match=r"\(N, 16, 16, 3\)"):
         verify(trained_model, tmp_path, np.zeros((3, 16, 16)))
+
+
+def test_mixed_precision_models_export_as_their_float32_copy(
+    trained_model, samples, tmp_path
+):
+    assert float32_model(trained_model) is trained_model
+    mixed = keras.models.clone_model(
+        trained_model,
+        clone_function=lambda layer: layer.__class__.from_config(
+            {**layer.get_config(), "dtype": "mixed_bfloat16"}
+        ),
+    )
+    mixed.set_weights(trained_model.get_weights())
+    assert mixed.get_layer("encoder_block_0").compute_dtype == "bfloat16"
+
+    copy = float32_model(mixed)
+    assert copy is not mixed
+    assert all(layer.compute_dtype == "float32" for layer in copy.layers)
+    assert [w.path for w in copy.weights] == [w.path for w in mixed.weights]
+    for a, b in zip(copy.weights, trained_model.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_allclose(
+        np.asarray(copy(samples)), np.asarray(trained_model(samples)), atol=1e-6
+    )
+    # The bfloat16 model itself is ~1e-2 away, so a 1e-4 check of the file
+    # against it would fail: the file is proved against the float32 copy.
+    bf16_diff = np.max(
+        np.abs(
+            np.asarray(ops.cast(mixed(samples), "float32"))
+            - np.asarray(trained_model(samples))
+        )
+    )
+    assert bf16_diff > 1e-4
+    report = export_onnx(mixed, tmp_path / "m.onnx", samples=samples)
+    assert report.passed and max(report.max_abs_diff.values()) < 1e-4
+    assert verify(mixed, tmp_path / "m.onnx", samples).passed
+
+
+def test_float32_copy_needs_a_rebuildable_model():
+    class Subclassed(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(keras.ops.mean(x, axis=(1, 2)))
+
+    model = Subclassed(dtype="mixed_bfloat16")
+    model(np.zeros((1, 16, 16, 3), "float32"))
+    with pytest.raises(ValueError, match=r"mixed_bfloat16.*Subclassed"):
+        float32_model(model)
