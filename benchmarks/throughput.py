@@ -312,7 +312,9 @@ def _default_rows(args, rows, peaks, log):
                 runs.append(result["images_per_s"])
                 policy = result["policy"]
             peak = peaks["float32" if policy == "float32" else "bfloat16"]
-            work = forward_flops(CONFIGS[config]) * (3 if mode == "train" else 1)
+            work = forward_flops(CONFIGS[config]) * (
+                3 if mode == "train" else 1
+            )
             row.update(
                 {
                     f"policy_{mode}": policy,
@@ -325,8 +327,7 @@ def _default_rows(args, rows, peaks, log):
                     f"keras_hub_best_{mode}_setting": (
                         f"{best['policy']}, xla {best['xla']}"
                     ),
-                    f"ratio_{mode}": _summary(runs)
-                    / best[f"keras_hub_{mode}"],
+                    f"ratio_{mode}": _summary(runs) / best[f"keras_hub_{mode}"],
                 }
             )
         out.append(row)
@@ -376,9 +377,9 @@ def _pipeline_rows(args, log):
             )
         for data in ("folder", "folder-augment"):
             row[f"{data}_cost"] = 1 - row[data] / row["memory"]
-            row[f"{data}_mean_cost"] = 1 - row[f"{data}_mean"] / row[
-                "memory_mean"
-            ]
+            row[f"{data}_mean_cost"] = (
+                1 - row[f"{data}_mean"] / row["memory_mean"]
+            )
         out.append(row)
         log(
             f"{config:6s} fit from memory {row['memory']:7.1f} | folder "

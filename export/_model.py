@@ -26,6 +26,8 @@ def float32_model(model):
         ValueError: for a mixed-precision model that is not a functional or
             sequential model, which cannot be rebuilt from its layers.
     """
+    if not isinstance(model, keras.Model):
+        return model  # `image_spec` names what was expected.
     layers = [model, *model.layers]
     if all(layer.dtype_policy.name == "float32" for layer in layers):
         return model

@@ -2,6 +2,7 @@
 
 from keras_vit import activations
 from keras_vit import data
+from keras_vit import fused
 from keras_vit import layers
 from keras_vit import training
 from keras_vit.attention import attention_maps
@@ -26,6 +27,7 @@ __all__ = [
     "class_token_attention",
     "data",
     "decode_variant",
+    "fused",
     "layers",
     "load_weights",
     "mean_attention_distance",

@@ -2,6 +2,7 @@
 
 from keras_vit.layers.class_token import ClassToken
 from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.fused_layer_normalization import FusedLayerNormalization
 from keras_vit.layers.mlp_block import MLPBlock
 from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
 from keras_vit.layers.patch_embedding import PatchEmbedding
@@ -14,6 +15,7 @@ from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
 __all__ = [
     "ClassToken",
     "DropPath",
+    "FusedLayerNormalization",
     "MLPBlock",
     "MultiHeadSelfAttention",
     "PatchEmbedding",

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_vit import fused
 from keras_vit.activations import get_gelu
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
@@ -11,7 +12,9 @@ class MLPBlock(keras.layers.Layer):
     """The encoder block's MLP: Dense → GELU → Dropout → Dense → Dropout.
 
     It widens every token to `mlp_dim`, applies GELU, and projects back to
-    the input width, token by token (no mixing across tokens).
+    the input width, token by token (no mixing across tokens). When training
+    on the TensorFlow backend, the exact GELU runs as a fused kernel
+    (`keras_vit.fused.gelu`); the values are the same.
 
     Args:
         mlp_dim: int. Width of the hidden layer.
@@ -55,14 +58,13 @@ class MLPBlock(keras.layers.Layer):
         self.mlp_dim = check_positive_int(mlp_dim, "mlp_dim")
         self.dropout = check_rate(dropout, "dropout")
         self.approximate_gelu = approximate_gelu
-        activation = get_gelu(approximate_gelu)
+        self.activation = get_gelu(approximate_gelu)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         if bias_initializer is None:
             bias_initializer = keras.initializers.RandomNormal(stddev=1e-6)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.dense_0 = keras.layers.Dense(
             self.mlp_dim,
-            activation=activation,
             kernel_initializer=self.kernel_initializer,
             bias_initializer=self.bias_initializer,
             dtype=self.dtype_policy,
@@ -102,6 +104,10 @@ class MLPBlock(keras.layers.Layer):
         if len(inputs.shape) != 2:
             x = ops.reshape(inputs, (-1, dim))  # (B * N, D)
         x = self.dense_0(x)  # (B * N, mlp_dim)
+        if fused.use_fused(training) and not self.approximate_gelu:
+            x = fused.gelu(x)
+        else:
+            x = self.activation(x)
         x = self.dropout_0(x, training=training)
         x = self.dense_1(x)  # (B * N, D)
         x = self.dropout_1(x, training=training)

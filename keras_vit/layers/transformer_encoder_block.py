@@ -3,6 +3,7 @@ import keras
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
 from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.fused_layer_normalization import FusedLayerNormalization
 from keras_vit.layers.mlp_block import MLPBlock
 from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
 
@@ -14,7 +15,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
     `x = x + DropPath(Dropout(MHSA(LayerNorm(x))))`, then
     `x = x + DropPath(MLP(LayerNorm(x)))`. Self-attention lets every token
     gather information from the tokens most similar to it; the MLP then
-    transforms each token on its own.
+    transforms each token on its own. The two LayerNorms are
+    `FusedLayerNormalization`s: Keras' LayerNorm, fused when training.
 
     Args:
         num_heads: int. Number of attention heads; must divide the width.
@@ -85,7 +87,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.seed = seed
 
         policy = self.dtype_policy
-        self.attention_norm = keras.layers.LayerNormalization(
+        self.attention_norm = FusedLayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=policy, name="attention_norm"
         )
         self.attention = MultiHeadSelfAttention(
@@ -97,7 +99,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.attention_output_dropout = keras.layers.Dropout(
             self.dropout, dtype=policy, name="attention_output_dropout"
         )
-        self.mlp_norm = keras.layers.LayerNormalization(
+        self.mlp_norm = FusedLayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=policy, name="mlp_norm"
         )
         self.mlp = MLPBlock(
@@ -136,13 +138,13 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
     def call(self, inputs, training=None, return_attention_scores=False):
         x, weights = self.attention(
-            self.attention_norm(inputs),
+            self.attention_norm(inputs, training=training),
             training=training,
             return_attention_scores=True,
         )
         x = self.attention_output_dropout(x, training=training)
         x = inputs + self.drop_path(x, training=training)  # (B, N, D)
-        y = self.mlp(self.mlp_norm(x), training=training)
+        y = self.mlp(self.mlp_norm(x, training=training), training=training)
         outputs = x + self.drop_path(y, training=training)  # (B, N, D)
         if return_attention_scores:
             return outputs, weights
