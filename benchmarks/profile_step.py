@@ -49,11 +49,15 @@ def _op_times(logdir):
         for line in plane.lines:
             for event in line.events:
                 name = plane.event_metadata[event.metadata_id].name
-                if ":" not in name or name.startswith("$"):
+                if name.endswith("CpuExecutable::ExecuteAsyncOnStream"):
+                    # An XLA-compiled function: keras_vit.fused's kernels.
+                    times[("xla", "XLA kernels")] += event.duration_ps / 1e9
                     continue
+                if ":" not in name or "::" in name or name.startswith("$"):
+                    continue  # Runtime events ("Executor::Run"), not ops.
                 op, op_type = name.rsplit(":", 1)
                 if not re.fullmatch(r"_?[A-Z][A-Za-z0-9]*", op_type):
-                    continue  # Executor and runtime events, not ops.
+                    continue
                 times[(op, op_type)] += event.duration_ps / 1e9
     return times
 

@@ -10,6 +10,7 @@ from keras_vit.activations import gelu
 from keras_vit.layers import FusedLayerNormalization
 
 RNG = np.random.default_rng(0)
+SMALL = dict(image_size=16, patch_size=4, num_heads=4, num_classes=5)
 
 
 def _value_and_grads(fn, inputs, upstream):
@@ -98,15 +99,7 @@ def test_fused_layer_norm_layer_trains_like_keras_layer_norm():
 def test_training_gradients_of_a_vit_match_the_plain_model(policy):
     keras.config.set_dtype_policy(policy)
     try:
-        model = build_vit(
-            image_size=16,
-            patch_size=4,
-            hidden_dim=32,
-            depth=2,
-            num_heads=4,
-            mlp_dim=64,
-            num_classes=5,
-        )
+        model = build_vit(**SMALL, hidden_dim=32, depth=2, mlp_dim=64)
     finally:
         keras.config.set_dtype_policy("float32")
     head = model.get_layer("head").kernel  # Zeros: no gradient below it.
@@ -163,15 +156,7 @@ def _xla_functions(concrete):
 
 
 def test_inference_graph_has_no_xla_and_training_graph_has():
-    model = build_vit(
-        image_size=16,
-        patch_size=4,
-        hidden_dim=16,
-        depth=1,
-        num_heads=2,
-        mlp_dim=32,
-        num_classes=3,
-    )
+    model = build_vit(**SMALL, hidden_dim=16, depth=1, mlp_dim=32)
     spec = tf.TensorSpec((None, 16, 16, 3), tf.float32)
     infer = tf.function(lambda x: model(x, training=False))
     assert _xla_functions(infer.get_concrete_function(spec)) == []
