@@ -247,14 +247,16 @@ def _measure(args, impl, config, policy, xla, mode, **extra):
     return _run(argv, args.timeout)
 
 
-def _summary(values):
-    return statistics.median(values)
+def _peak_fraction(images_per_s, config, mode, policy, peaks):
+    """Achieved matmul GFLOP/s over the measured rate of the policy's dtype."""
+    work = forward_flops(CONFIGS[config]) * (3 if mode == "train" else 1)
+    peak = peaks["float32" if policy == "float32" else "bfloat16"]
+    return images_per_s * work / 1e9 / peak
 
 
 def _comparison_rows(args, peaks, log):
     rows = []
     for config in args.configs:
-        flops = forward_flops(CONFIGS[config])
         for policy in args.policies:
             for xla in args.xla:
                 values = {}
@@ -270,14 +272,13 @@ def _comparison_rows(args, peaks, log):
                             values.setdefault((impl, mode), []).append(
                                 result["images_per_s"]
                             )
-                peak = peaks["float32" if policy == "float32" else "bfloat16"]
                 row = {"config": config, "policy": policy, "xla": xla}
                 for (impl, mode), runs in values.items():
-                    row[f"{impl}_{mode}"] = _summary(runs)
+                    median = statistics.median(runs)
+                    row[f"{impl}_{mode}"] = median
                     row[f"{impl}_{mode}_runs"] = runs
-                    work = flops * (3 if mode == "train" else 1)
-                    row[f"{impl}_{mode}_peak_fraction"] = (
-                        _summary(runs) * work / 1e9 / peak
+                    row[f"{impl}_{mode}_peak_fraction"] = _peak_fraction(
+                        median, config, mode, policy, peaks
                     )
                 for mode in ("train", "infer"):
                     ratios = [
@@ -287,7 +288,7 @@ def _comparison_rows(args, peaks, log):
                             values[("keras_hub", mode)],
                         )
                     ]
-                    row[f"ratio_{mode}"] = _summary(ratios)
+                    row[f"ratio_{mode}"] = statistics.median(ratios)
                 rows.append(row)
                 log(_format_row(row))
     return rows
@@ -311,23 +312,21 @@ def _default_rows(args, rows, peaks, log):
                 )
                 runs.append(result["images_per_s"])
                 policy = result["policy"]
-            peak = peaks["float32" if policy == "float32" else "bfloat16"]
-            work = forward_flops(CONFIGS[config]) * (
-                3 if mode == "train" else 1
-            )
+            median = statistics.median(runs)
+            hub = best[f"keras_hub_{mode}"]
             row.update(
                 {
                     f"policy_{mode}": policy,
-                    f"keras_vit_{mode}": _summary(runs),
+                    f"keras_vit_{mode}": median,
                     f"keras_vit_{mode}_runs": runs,
-                    f"keras_vit_{mode}_peak_fraction": (
-                        _summary(runs) * work / 1e9 / peak
+                    f"keras_vit_{mode}_peak_fraction": _peak_fraction(
+                        median, config, mode, policy, peaks
                     ),
-                    f"keras_hub_best_{mode}": best[f"keras_hub_{mode}"],
+                    f"keras_hub_best_{mode}": hub,
                     f"keras_hub_best_{mode}_setting": (
                         f"{best['policy']}, xla {best['xla']}"
                     ),
-                    f"ratio_{mode}": _summary(runs) / best[f"keras_hub_{mode}"],
+                    f"ratio_{mode}": median / hub,
                 }
             )
         out.append(row)
@@ -371,8 +370,8 @@ def _pipeline_rows(args, log):
                     values.setdefault(data, []).append(result)
         row = {"config": config, "images": count, "policy": result["policy"]}
         for data, results in values.items():
-            row[data] = _summary([r["images_per_s"] for r in results])
-            row[f"{data}_mean"] = _summary(
+            row[data] = statistics.median([r["images_per_s"] for r in results])
+            row[f"{data}_mean"] = statistics.median(
                 [r["mean_images_per_s"] for r in results]
             )
         for data in ("folder", "folder-augment"):

@@ -250,7 +250,6 @@ def test_precision_and_xla_options_train(options, tmp_path, capsys):
         expected = hardware_precision(config["hidden_dim"])
         assert config["precision"] == expected
         assert keras.config.dtype_policy().name == expected
-    keras.config.set_dtype_policy("float32")
 
 
 def test_python_dash_m_and_determinism(tmp_path):
