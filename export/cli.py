@@ -68,7 +68,9 @@ def load_images(
     `split`, preprocessed as `keras-vit train` does). Arrays are used as
     they are. Image files in a folder (at any depth) are decoded, resized
     to the model's size, converted to its channel count and scaled from
-    [0, 255] to `input_range`.
+    [0, 255] to `input_range`. Beyond `limit` images, arrays and folders
+    give a seeded sample spread over all of them (not the first ones, which
+    in a class-by-class listing would be one class).
     """
     import tensorflow as tf
 
@@ -94,10 +96,15 @@ def load_images(
                 "The folder holds no image files "
                 f"({', '.join(IMAGE_EXTENSIONS)}): {path!r}"
             )
+        if limit is not None and len(files) > limit:
+            # A seeded sample of the whole folder: the first files of a
+            # sorted listing would all come from one class, and a
+            # calibration or verification set of one class says little.
+            files = [files[i] for i in _sample(len(files), limit)]
         height, width, channels = image_shape
         low, high = input_range
         images = []
-        for file in files[:limit]:
+        for file in files:
             try:
                 image = tf.io.decode_image(
                     tf.io.read_file(file),
@@ -116,7 +123,14 @@ def load_images(
             "Image data must be a .npy or .npz file or a folder of images. "
             f"Received: {path!r}"
         )
-    return check_samples(array[:limit], image_shape, name=path)
+    if limit is not None and len(array) > limit:
+        array = array[_sample(len(array), limit)]
+    return check_samples(array, image_shape, name=path)
+
+
+def _sample(count, limit):
+    """Sorted indices of a seeded uniform sample of `limit` of `count`."""
+    return np.sort(np.random.default_rng(0).choice(count, limit, False))
 
 
 def _dataset_images(source, image_shape, input_range, limit, split):

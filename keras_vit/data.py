@@ -46,9 +46,10 @@ class Datasets:
     """The splits of one dataset, ready for `model.fit`.
 
     Attributes:
-        train: batched, shuffled, prefetched `tf.data.Dataset` of
-            `(images, labels)`.
-        validation: the same without shuffling or augmentation, or `None`.
+        train: batched, prefetched `tf.data.Dataset` of `(images,
+            labels)`, in a new uniformly random order every epoch.
+        validation: the same in a fixed order, without augmentation, or
+            `None`.
         test: the same, or `None`.
         class_names: list of str, index `i` naming label `i`.
         image_shape: `(height, width, channels)` of the images.
@@ -184,7 +185,11 @@ def load_datasets(
             (logging how many) instead of raising `BadImageError` naming
             them. Defaults to `False`.
         cache: bool. Keep preprocessed images in memory when they fit in
-            2 GiB. Defaults to `True`.
+            2 GiB; the training split is then shuffled with a buffer of the
+            whole split. Otherwise (or with `False`) file paths or array
+            indices are shuffled over the whole split before decoding.
+            Either way every epoch has a new, uniformly random order, and
+            `seed` repeats the sequence. Defaults to `True`.
 
     Returns:
         A `Datasets`.
@@ -225,7 +230,9 @@ def load_datasets(
     if isinstance(source, str) and source == "digits":
         splits, names = _digits(validation_split, test_split, seed)
     elif isinstance(source, str) and source.startswith("tfds:"):
-        splits, names = _tfds(source, data_dir, tfds_splits, validation_split)
+        splits, names = _tfds(
+            source, data_dir, tfds_splits, validation_split, seed
+        )
     elif isinstance(source, (str, os.PathLike)):
         splits, names = _folder(
             os.fspath(source),
@@ -265,23 +272,24 @@ def load_datasets(
         return image, label
 
     out, sizes = {}, {}
-    for split, (dataset, count) in splits.items():
-        if dataset is None:
+    for split, (rows, count) in splits.items():
+        if rows is None:
             out[split] = None
             continue
         sizes[split] = count
-        training = split == "train"
-        dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-        if cache and count * np.prod(shape) * 4 <= _CACHE_BYTES:
-            dataset = dataset.cache()
-        if training:
-            dataset = dataset.shuffle(
-                min(count, 10_000), seed=seed, reshuffle_each_iteration=True
-            )
-        dataset = dataset.batch(batch_size)
-        if training and augment:
-            dataset = _augment(dataset, augment, size, (low, high), seed)
-        out[split] = dataset.prefetch(tf.data.AUTOTUNE)
+        cached = cache and count * np.prod(shape) * 4 <= _CACHE_BYTES
+        out[split] = _pipeline(
+            rows,
+            count,
+            training=split == "train",
+            preprocess=preprocess,
+            cached=cached,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        if split == "train" and augment:
+            out[split] = _augment(out[split], augment, size, (low, high), seed)
+        out[split] = out[split].prefetch(tf.data.AUTOTUNE)
     return Datasets(
         train=out["train"],
         validation=out.get("validation"),
@@ -290,6 +298,50 @@ def load_datasets(
         image_shape=shape,
         sizes=sizes,
     )
+
+
+@dataclasses.dataclass
+class _Rows:
+    """One split before decoding: cheap keys, and how to read an example.
+
+    `keys` holds what is cheap to hold and shuffle (an index, or a file
+    path and its label); `fetch(*key)` reads `(image, label)` from a key,
+    the costly part. `buffer` is the shuffle buffer for the keys when they
+    are the decoded examples themselves (tfds), `None` when a buffer of
+    the whole split is cheap.
+    """
+
+    keys: tf.data.Dataset
+    fetch: object
+    buffer: int | None = None
+
+
+def _pipeline(rows, count, *, training, preprocess, cached, batch_size, seed):
+    """Batched `(image, label)` dataset of one split.
+
+    A training split visits its examples in a fresh, uniformly random order
+    every epoch: kept in memory, the preprocessed examples are shuffled
+    with a buffer the size of the split; otherwise the cheap keys (paths,
+    indices) are shuffled over the whole split before decoding. `seed`
+    makes the sequence of orders reproducible. Other splits keep their
+    order.
+    """
+    keys = rows.keys
+    if training and not cached:
+        keys = keys.shuffle(
+            rows.buffer or count, seed=seed, reshuffle_each_iteration=True
+        )
+    dataset = keys.map(
+        lambda *key: preprocess(*rows.fetch(*key)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    if cached:
+        dataset = dataset.cache()
+        if training:
+            dataset = dataset.shuffle(
+                count, seed=seed, reshuffle_each_iteration=True
+            )
+    return dataset.batch(batch_size)
 
 
 def _check_source(source):
@@ -418,11 +470,11 @@ def _split_indices(labels, validation_split, test_split, seed):
     return {k: np.sort(np.concatenate(v)).astype(int) for k, v in parts.items()}
 
 
-def _splits(labels, validation_split, test_split, seed, make_dataset):
-    """`{split: (dataset or None, size)}` from a stratified index split."""
+def _splits(labels, validation_split, test_split, seed, make_rows):
+    """`{split: (_Rows or None, size)}` from a stratified index split."""
     index = _split_indices(labels, validation_split, test_split, seed)
     return {
-        name: (make_dataset(rows), len(rows)) if len(rows) else (None, 0)
+        name: (make_rows(rows), len(rows)) if len(rows) else (None, 0)
         for name, rows in index.items()
     }
 
@@ -433,15 +485,20 @@ def _split_arrays(images, labels, validation_split, test_split, seed):
             "A classification dataset needs at least 2 classes. "
             f"Received: labels {sorted(set(labels.tolist()))}"
         )
-    return _splits(
-        labels,
-        validation_split,
-        test_split,
-        seed,
-        lambda rows: tf.data.Dataset.from_tensor_slices(
-            (images[rows], labels[rows])
-        ),
-    )
+
+    def rows(index):
+        # Indices are what is shuffled; the images are gathered after.
+        split_images = tf.convert_to_tensor(images[index])
+        split_labels = tf.convert_to_tensor(labels[index])
+        return _Rows(
+            keys=tf.data.Dataset.range(len(index)),
+            fetch=lambda i: (
+                tf.gather(split_images, i),
+                tf.gather(split_labels, i),
+            ),
+        )
+
+    return _splits(labels, validation_split, test_split, seed, rows)
 
 
 def _digits(validation_split, test_split, seed):
@@ -497,7 +554,7 @@ def _tfds_keys(info):
     return keys
 
 
-def _tfds(source, data_dir, tfds_splits, validation_split):
+def _tfds(source, data_dir, tfds_splits, validation_split, seed):
     import tensorflow_datasets as tfds
 
     builder = _tfds_builder(source, data_dir)
@@ -519,15 +576,29 @@ def _tfds(source, data_dir, tfds_splits, validation_split):
         if split is None:
             splits[name] = (None, 0)
             continue
+        training = name == "train"
         dataset = tfds.load(
             source[len("tfds:") :],
             split=split,
             as_supervised=True,
             data_dir=data_dir,
-            shuffle_files=False,
+            # The training split reads its files in a new order each epoch
+            # (and `_pipeline` shuffles examples on top); others in order.
+            shuffle_files=training,
+            read_config=tfds.ReadConfig(
+                shuffle_seed=seed, shuffle_reshuffle_each_iteration=True
+            ),
         )
         count = int(dataset.cardinality().numpy())
-        splits[name] = (dataset, count if count > 0 else 10_000)
+        count = count if count > 0 else 10_000
+        splits[name] = (
+            _Rows(
+                keys=dataset,
+                fetch=lambda image, label: (image, label),
+                buffer=min(count, 10_000),
+            ),
+            count,
+        )
     label = info.features[_tfds_keys(info)[1]]
     names = list(getattr(label, "names", None) or range(label.num_classes))
     return splits, [str(n) for n in names]
@@ -616,13 +687,14 @@ def _folder(folder, validation_split, test_split, seed, skip_bad):
         labels = labels[keep]
     paths = np.asarray(files)
 
-    def dataset(rows):
-        return tf.data.Dataset.from_tensor_slices(
-            (paths[rows], labels[rows])
-        ).map(
-            lambda path, label: (_decode(path), label),
-            num_parallel_calls=tf.data.AUTOTUNE,
+    def rows(index):
+        # File paths are what is shuffled; images are decoded after.
+        return _Rows(
+            keys=tf.data.Dataset.from_tensor_slices(
+                (paths[index], labels[index])
+            ),
+            fetch=lambda path, label: (_decode(path), label),
         )
 
-    splits = _splits(labels, validation_split, test_split, seed, dataset)
+    splits = _splits(labels, validation_split, test_split, seed, rows)
     return splits, classes

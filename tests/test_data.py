@@ -271,3 +271,147 @@ def test_folder_errors(tmp_path):
     ):
         load_datasets(str(tmp_path / "one"), image_size=8)
     assert os.path.isdir(tmp_path / "one")
+
+
+# Shuffling. Sources listed class by class and larger than any shuffle
+# buffer: the order a training epoch sees must mix the classes everywhere.
+
+_CLASSES = 10
+
+
+def _class_sorted_arrays(per_class=4_000):
+    count = _CLASSES * per_class
+    # Each image holds its own index, so an epoch's order can be read back.
+    images = np.arange(count, dtype=np.float32).reshape(count, 1, 1, 1)
+    labels = np.repeat(np.arange(_CLASSES), per_class)
+    return images, labels
+
+
+def _largest_class_share(labels, chunks):
+    """The largest share one class has in any of `chunks` equal parts."""
+    return max(
+        np.bincount(part, minlength=_CLASSES).max() / len(part)
+        for part in np.array_split(labels, chunks)
+    )
+
+
+def _epoch(dataset):
+    x, y = _all(dataset)
+    return x.ravel().astype(np.int64), y
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["cached", "streamed"])
+def test_class_sorted_arrays_are_mixed_over_the_whole_split(cache):
+    images, labels = _class_sorted_arrays()
+    data = load_datasets(
+        (images, labels),
+        batch_size=64,
+        validation_split=0.1,
+        test_split=0.0,
+        seed=7,
+        cache=cache,
+    )
+    first, first_labels = _epoch(data.train)
+    second, _ = _epoch(data.train)
+    assert sorted(first.tolist()) == sorted(second.tolist())
+    assert len(first) == data.sizes["train"]
+    # The first 10 batches hold every class in its share (1/10 each; with
+    # 640 draws a share above 0.15 is four standard errors away), and so
+    # does every tenth of the epoch.
+    assert _largest_class_share(first_labels[:640], 1) < 0.15
+    assert _largest_class_share(first_labels, 10) < 0.12
+    # A whole-split order: the first batch's examples come from all over
+    # the index range, not from a window of it.
+    assert np.ptp(first[:64]) > 0.8 * len(images)
+    # Each epoch has a new order; the same seed repeats the sequence.
+    assert not np.array_equal(first, second)
+    again = load_datasets(
+        (images, labels),
+        batch_size=64,
+        validation_split=0.1,
+        test_split=0.0,
+        seed=7,
+        cache=cache,
+    )
+    np.testing.assert_array_equal(_epoch(again.train)[0], first)
+    np.testing.assert_array_equal(_epoch(again.train)[0], second)
+    other = load_datasets(
+        (images, labels),
+        batch_size=64,
+        validation_split=0.1,
+        test_split=0.0,
+        seed=8,
+        cache=cache,
+    )
+    assert not np.array_equal(_epoch(other.train)[0], first)
+
+
+def test_validation_and_test_splits_stay_in_order():
+    images, labels = _class_sorted_arrays()
+    data = load_datasets(
+        (images, labels),
+        batch_size=256,
+        validation_split=0.1,
+        test_split=0.1,
+        seed=7,
+    )
+    for split in (data.validation, data.test):
+        order, _ = _epoch(split)
+        np.testing.assert_array_equal(order, np.sort(order))
+        np.testing.assert_array_equal(_epoch(split)[0], order)
+
+
+def _class_sorted_folder(root, per_class=2_100):
+    """`_CLASSES` class folders of 1x1 PNGs whose gray level is the class."""
+    for label in range(_CLASSES):
+        png = tf.io.encode_png(np.full((1, 1, 1), 20 * label, np.uint8))
+        png = png.numpy()
+        (root / f"class{label}").mkdir(parents=True)
+        for i in range(per_class):
+            (root / f"class{label}" / f"{i:05d}.png").write_bytes(png)
+    return root
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["cached", "streamed"])
+def test_class_sorted_folder_is_mixed_over_the_whole_split(tmp_path, cache):
+    root = _class_sorted_folder(tmp_path / "sorted")
+    data = load_datasets(
+        root,
+        channels=1,
+        batch_size=64,
+        validation_split=0.05,
+        test_split=0.0,
+        seed=3,
+        input_range=(0.0, 255.0),
+        cache=cache,
+    )
+    first, labels = _epoch(data.train)
+    # The image says which class folder it came from.
+    np.testing.assert_array_equal(first // 20, labels)
+    assert _largest_class_share(labels[:640], 1) < 0.15
+    assert _largest_class_share(labels, 10) < 0.125
+    second, second_labels = _epoch(data.train)
+    assert not np.array_equal(labels, second_labels)
+    _, validation_labels = _epoch(data.validation)
+    np.testing.assert_array_equal(validation_labels, np.sort(validation_labels))
+
+
+def test_tfds_training_files_are_shuffled_with_the_seed(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    calls = []
+    load = tfds.load
+
+    def recording_load(name, **kwargs):
+        calls.append(kwargs)
+        return load(name, **kwargs)
+
+    monkeypatch.setattr(tfds, "load", recording_load)
+    with tfds.testing.mock_data(num_examples=24):
+        data = load_datasets("tfds:cifar10", image_size=8, batch_size=8, seed=9)
+        assert len(_all(data.train)[1]) == data.sizes["train"]
+    # Mock cifar10 has no validation split: it is cut from the training
+    # files, and only the training part is read in a shuffled order.
+    by_split = {c["split"]: c for c in calls}
+    assert by_split["train[:90%]"]["shuffle_files"] is True
+    assert by_split["train[:90%]"]["read_config"].shuffle_seed == 9
+    assert by_split["train[90%:]"]["shuffle_files"] is False

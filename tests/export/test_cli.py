@@ -94,6 +94,32 @@ def test_image_folder_as_representative_data(
     assert json.loads((out / "report.json").read_text())["samples"] == 4
 
 
+def test_limited_image_data_is_sampled_from_every_class(tmp_path):
+    import tensorflow as tf
+
+    from export.cli import load_images
+
+    # A class-by-class folder (sorted listing: all of "a", then "b", "c")
+    # and a class-sorted array: a limit must not keep just the first class.
+    for label, name in enumerate("abc"):
+        (tmp_path / name).mkdir()
+        png = tf.io.encode_png(np.full((2, 2, 1), 100 * label, np.uint8))
+        for i in range(40):
+            (tmp_path / name / f"{i:02d}.png").write_bytes(png.numpy())
+    images = load_images(str(tmp_path), (2, 2, 1), (0.0, 255.0), limit=30)
+    levels = np.round(images[:, 0, 0, 0]).astype(int) // 100
+    assert images.shape == (30, 2, 2, 1)
+    assert np.bincount(levels, minlength=3).min() >= 5
+    array = np.repeat(np.arange(3, dtype=np.float32), 40)
+    array = np.broadcast_to(array[:, None, None, None], (120, 2, 2, 1))
+    np.save(tmp_path / "sorted.npy", array)
+    images = load_images(str(tmp_path / "sorted.npy"), (2, 2, 1), limit=30)
+    levels = images[:, 0, 0, 0].astype(int)
+    assert np.bincount(levels, minlength=3).min() >= 5
+    again = load_images(str(tmp_path / "sorted.npy"), (2, 2, 1), limit=30)
+    np.testing.assert_array_equal(images, again)
+
+
 def test_existing_output_needs_overwrite(saved_model_file, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
