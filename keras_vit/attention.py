@@ -7,6 +7,7 @@ block, the softmax of query · key that weights the sum of values.
 each head looks, as in figure 7 of the ViT paper.
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -14,12 +15,10 @@ from keras_vit.layers import TransformerEncoderBlock
 from keras_vit.layers._utils import normalize_pair
 
 HEAD_FUSIONS = ("mean", "max", "min")
-_EMBEDDING_STEPS = (
-    "patch_extractor",
-    "patch_embedding",
-    "class_token",
-    "position_embedding",
-)
+# Every tokenizer `build_vit` offers ends in a class token and a position
+# embedding; the first of these layers a model has cuts images into tokens.
+_TOKENIZERS = ("patch_extractor", "conv_tokenizer")
+_EMBEDDING_STEPS = ("class_token", "position_embedding")
 
 
 def _encoder_blocks(model):
@@ -28,10 +27,14 @@ def _encoder_blocks(model):
         for layer in model.layers
         if isinstance(layer, TransformerEncoderBlock)
     ]
-    missing = [n for n in _EMBEDDING_STEPS if n not in _layer_names(model)]
+    names = _layer_names(model)
+    missing = [n for n in _EMBEDDING_STEPS if n not in names]
+    if not any(n in names for n in _TOKENIZERS):
+        missing.append(" or ".join(_TOKENIZERS))
     if not blocks or missing:
         raise ValueError(
-            "Expected a model built by `keras_vit.build_vit`, with layers "
+            "Expected a model built by `keras_vit.build_vit`, with a "
+            f"tokenizer ({' or '.join(_TOKENIZERS)}), "
             f"{', '.join(_EMBEDDING_STEPS)} and encoder blocks. Received: a "
             f"model missing {missing or 'TransformerEncoderBlock layers'}"
         )
@@ -43,10 +46,12 @@ def _layer_names(model):
 
 
 def model_grid(model):
-    """The `(grid_height, grid_width)` patch grid of a `build_vit` model."""
+    """The `(grid_height, grid_width)` token grid of a `build_vit` model."""
     _encoder_blocks(model)
     _, height, width, _ = model.input_shape
-    ph, pw = model.get_layer("patch_extractor").patch_size
+    names = _layer_names(model)
+    tokenizer = next(n for n in _TOKENIZERS if n in names)
+    ph, pw = model.get_layer(tokenizer).patch_size
     return height // ph, width // pw
 
 
@@ -84,12 +89,11 @@ def attention_maps(model, images, batch_size=32):
             f"`images` must have shape (B, {', '.join(map(str, expected))}) "
             f"for this model. Received: shape {images.shape}"
         )
-    steps = [model.get_layer(name) for name in _EMBEDDING_STEPS]
+    # Images to the first block's input tokens, whichever tokenizer.
+    embed = keras.Model(model.input, blocks[0].input)
     chunks = []
     for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size]
-        for layer in steps:
-            x = layer(x, training=False)
+        x = embed(images[start : start + batch_size], training=False)
         weights = []
         for block in blocks:
             x, w = block(x, training=False, return_attention_scores=True)

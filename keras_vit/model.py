@@ -6,9 +6,12 @@ import keras
 
 from keras_vit import checkpoints
 from keras_vit.layers import ClassToken
+from keras_vit.layers import ConvTokenizer
 from keras_vit.layers import PatchEmbedding
 from keras_vit.layers import PatchExtractor
 from keras_vit.layers import PositionEmbedding
+from keras_vit.layers import SequencePooling
+from keras_vit.layers import ShiftedPatchExtractor
 from keras_vit.layers import TokenPooling
 from keras_vit.layers import TransformerEncoderBlock
 from keras_vit.layers._utils import check_positive_int
@@ -18,7 +21,8 @@ from keras_vit.variants import decode_variant
 
 # Used when neither a variant nor an explicit value is given: ViT-B/16.
 _DEFAULTS = decode_variant("B/16")
-_POOLINGS = ("token", "gap")
+_POOLINGS = ("token", "gap", "sequence")
+TOKENIZERS = ("patch", "shifted_patch", "conv")
 _WEIGHT_FORMATS = (".npz", ".safetensors", ".weights.h5")
 
 
@@ -46,6 +50,8 @@ def build_vit(
     channels=3,
     classifier_activation=None,
     approximate_gelu=False,
+    tokenizer="patch",
+    locality_attention=False,
     weights=None,
     name=None,
 ):
@@ -87,8 +93,11 @@ def build_vit(
         include_top: bool. When `False`, the model ends at the pooled
             features (after `pre_logits` if present) instead of the head.
             Defaults to `True`.
-        pooling: `"token"` (read the class token) or `"gap"` (average the
-            patch tokens, without the class token). Defaults to `"token"`.
+        pooling: `"token"` (read the class token), `"gap"` (average the
+            patch tokens, without the class token) or `"sequence"`
+            (`SequencePooling`: a learned softmax weighting of all tokens,
+            as in Compact Convolutional Transformers). Defaults to
+            `"token"`.
         representation_size: int or `None`. Width of a tanh Dense layer
             (`pre_logits`) before the head, as in the original ImageNet-21k
             models. Defaults to `None` (no such layer).
@@ -106,6 +115,21 @@ def build_vit(
             `None` for logits. Defaults to `None`.
         approximate_gelu: bool. Use the tanh approximation of GELU instead
             of the exact erf form. Defaults to `False`.
+        tokenizer: how images become tokens. `"patch"`: the ViT's
+            non-overlapping patches, each embedded linearly.
+            `"shifted_patch"`: Shifted Patch Tokenization (Lee, Lee & Song,
+            2021): each patch also holds the half patches around it
+            (`ShiftedPatchExtractor`), then a LayerNorm (`patch_norm`) and
+            the linear embedding. `"conv"`: a convolutional tokenizer
+            (`ConvTokenizer`, named `conv_tokenizer`; Hassani et al., 2021):
+            `log2(patch_size)` stages of 3x3 convolution, ReLU and stride-2
+            max-pooling, so `patch_size` must be a power of two and square.
+            The options other than `"patch"` are for training from scratch
+            on small datasets; the pretrained checkpoints use `"patch"`.
+            Defaults to `"patch"`.
+        locality_attention: bool. Locality Self-Attention (Lee, Lee & Song,
+            2021) in every block: a learned softmax temperature and no
+            attention of a token to itself. Defaults to `False`.
         weights: `None`, or the path of a pretrained checkpoint: an original
             ViT `.npz` file (original or AugReg release), a timm or Hugging
             Face `.safetensors` file, or a Keras `.weights.h5` file of the
@@ -168,6 +192,25 @@ def build_vit(
             "`hidden_dim` must be divisible by `num_heads`. "
             f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
         )
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(
+            f"`tokenizer` must be one of {TOKENIZERS}. "
+            f"Received: tokenizer={tokenizer!r}"
+        )
+    if tokenizer == "conv" and (
+        patch_size[0] != patch_size[1]
+        or patch_size[0] & (patch_size[0] - 1)
+        or patch_size[0] < 2
+    ):
+        raise ValueError(
+            '`tokenizer="conv"` needs a square patch size that is a power of '
+            f"two (2, 4, 8, ...). Received: patch_size={patch_size}"
+        )
+    if not isinstance(locality_attention, bool):
+        raise TypeError(
+            "`locality_attention` must be a bool. "
+            f"Received: locality_attention={locality_attention!r}"
+        )
     if pooling not in _POOLINGS:
         raise ValueError(
             f"`pooling` must be one of {_POOLINGS}. "
@@ -183,6 +226,11 @@ def build_vit(
     checkpoint = None
     if weights is not None:
         _check_weights_path(weights)
+        if tokenizer != "patch":
+            raise ValueError(
+                "Pretrained checkpoints use the patch tokenizer. Received: "
+                f"weights={os.fspath(weights)!r} with tokenizer={tokenizer!r}"
+            )
         if not os.fspath(weights).endswith(".weights.h5"):
             # Read once: checkpoints of large variants run to gigabytes.
             checkpoint = checkpoints.read_checkpoint(weights)
@@ -199,8 +247,21 @@ def build_vit(
         )
 
     images = keras.Input(shape=(*image_size, channels), name="images")
-    x = PatchExtractor(patch_size, name="patch_extractor")(images)
-    x = PatchEmbedding(hidden_dim, name="patch_embedding")(x)
+    if tokenizer == "conv":
+        x = ConvTokenizer(
+            hidden_dim,
+            num_layers=patch_size[0].bit_length() - 1,
+            name="conv_tokenizer",
+        )(images)
+    elif tokenizer == "shifted_patch":
+        x = ShiftedPatchExtractor(patch_size, name="patch_extractor")(images)
+        x = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, name="patch_norm"
+        )(x)
+        x = PatchEmbedding(hidden_dim, name="patch_embedding")(x)
+    else:
+        x = PatchExtractor(patch_size, name="patch_extractor")(images)
+        x = PatchEmbedding(hidden_dim, name="patch_embedding")(x)
     x = ClassToken(name="class_token")(x)
     x = PositionEmbedding(grid_size=grid, name="position_embedding")(x)
     x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
@@ -214,12 +275,16 @@ def build_vit(
             drop_path_rate=block_rate,
             layer_norm_epsilon=layer_norm_epsilon,
             approximate_gelu=approximate_gelu,
+            locality_attention=locality_attention,
             name=f"encoder_block_{i}",
         )(x)
     x = keras.layers.LayerNormalization(
         epsilon=layer_norm_epsilon, name="encoder_norm"
     )(x)
-    x = TokenPooling(pooling, name="pooling")(x)
+    if pooling == "sequence":
+        x = SequencePooling(name="pooling")(x)
+    else:
+        x = TokenPooling(pooling, name="pooling")(x)
     if representation_size is not None:
         x = keras.layers.Dense(
             representation_size, activation="tanh", name="pre_logits"

@@ -40,8 +40,12 @@ def patches(images, ph, pw):
     return np.stack(out, axis=1)
 
 
-def attention(x, w):
-    """w: dict of query/key/value kernels (D, H, Dh), biases (H, Dh), output."""
+def attention(x, w, temperature=None):
+    """w: dict of query/key/value kernels (D, H, Dh), biases (H, Dh), output.
+
+    With `temperature`, Locality Self-Attention: scores divided by it and
+    each token's score for itself removed from the softmax.
+    """
     q = (
         np.einsum("bnd,dhk->bhnk", x, w["query_kernel"])
         + w["query_bias"][None, :, None]
@@ -54,7 +58,10 @@ def attention(x, w):
         np.einsum("bnd,dhk->bhnk", x, w["value_kernel"])
         + w["value_bias"][None, :, None]
     )
-    scores = np.einsum("bhnk,bhmk->bhnm", q, k) / np.sqrt(q.shape[-1])
+    scale = np.sqrt(q.shape[-1]) if temperature is None else temperature
+    scores = np.einsum("bhnk,bhmk->bhnm", q, k) / scale
+    if temperature is not None:
+        scores = np.where(np.eye(scores.shape[-1], dtype=bool), -np.inf, scores)
     weights = softmax(scores)
     context = np.einsum("bhnm,bhmk->bnhk", weights, v)
     out = np.einsum("bnhk,hkd->bnd", context, w["output_kernel"])

@@ -1,6 +1,7 @@
 """The layers of a Vision Transformer, one step of the model per layer."""
 
 from keras_vit.layers.class_token import ClassToken
+from keras_vit.layers.conv_tokenizer import ConvTokenizer
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.fused_layer_normalization import FusedLayerNormalization
 from keras_vit.layers.mlp_block import MLPBlock
@@ -9,11 +10,14 @@ from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.patch_extractor import PatchExtractor
 from keras_vit.layers.position_embedding import PositionEmbedding
 from keras_vit.layers.position_embedding import resize_position_embedding
+from keras_vit.layers.sequence_pooling import SequencePooling
+from keras_vit.layers.shifted_patch_extractor import ShiftedPatchExtractor
 from keras_vit.layers.token_pooling import TokenPooling
 from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
 
 __all__ = [
     "ClassToken",
+    "ConvTokenizer",
     "DropPath",
     "FusedLayerNormalization",
     "MLPBlock",
@@ -21,6 +25,8 @@ __all__ = [
     "PatchEmbedding",
     "PatchExtractor",
     "PositionEmbedding",
+    "SequencePooling",
+    "ShiftedPatchExtractor",
     "TokenPooling",
     "TransformerEncoderBlock",
     "resize_position_embedding",

@@ -31,6 +31,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
             `1e-6`.
         approximate_gelu: bool. Use the tanh approximation of GELU in the
             MLP. Defaults to `False` (exact erf form).
+        locality_attention: bool. Locality Self-Attention: a learned
+            softmax temperature and no attention of a token to itself (see
+            `MultiHeadSelfAttention`'s `locality`). Defaults to `False`.
         seed: int or `None`. Seed of the stochastic-depth masks. Defaults to
             `None`.
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
@@ -64,6 +67,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         drop_path_rate=0.0,
         layer_norm_epsilon=1e-6,
         approximate_gelu=False,
+        locality_attention=False,
         seed=None,
         **kwargs,
     ):
@@ -84,6 +88,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
             )
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.approximate_gelu = approximate_gelu
+        self.locality_attention = locality_attention
         self.seed = seed
 
         policy = self.dtype_policy
@@ -93,6 +98,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.attention = MultiHeadSelfAttention(
             self.num_heads,
             dropout=self.attention_dropout,
+            locality=locality_attention,
             dtype=policy,
             name="attention",
         )
@@ -173,6 +179,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 "drop_path_rate": self.drop_path_rate,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "approximate_gelu": self.approximate_gelu,
+                "locality_attention": self.locality_attention,
                 "seed": self.seed,
             }
         )

@@ -118,3 +118,38 @@ def test_errors():
         ValueError, match=r"`dropout` must be in \[0, 1\).*dropout=1.0"
     ):
         MultiHeadSelfAttention(2, dropout=1.0)
+
+
+def test_locality_self_attention_matches_numpy_reference():
+    layer = MultiHeadSelfAttention(num_heads=2, locality=True)
+    x = np.random.default_rng(2).normal(size=(2, 5, 8)).astype("float32")
+    layer.build(x.shape)
+    # A learned temperature, starting at sqrt(key_dim).
+    np.testing.assert_allclose(to_numpy(layer.temperature), np.sqrt(4.0))
+    _randomize(layer)
+    layer.temperature.assign(1.7)
+    out, weights = layer(x, return_attention_scores=True)
+    ref_out, ref_weights = attention(
+        x.astype("float64"), _reference_weights(layer), temperature=1.7
+    )
+    np.testing.assert_allclose(to_numpy(out), ref_out, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(weights), ref_weights, atol=1e-6)
+    # No token attends to itself; every row still sums to 1.
+    diagonal = np.diagonal(to_numpy(weights), axis1=-2, axis2=-1)
+    np.testing.assert_array_equal(diagonal, 0.0)
+    np.testing.assert_allclose(to_numpy(weights).sum(-1), 1.0, atol=1e-6)
+    assert layer.temperature.trainable
+    assert MultiHeadSelfAttention.from_config(layer.get_config()).locality
+
+
+def test_locality_layer_contract():
+    run_layer_test(
+        MultiHeadSelfAttention,
+        {"num_heads": 2, "locality": True},
+        input_shape=(2, 5, 8),
+        expected_output_shape=(2, 5, 8),
+        expected_num_weights=9,
+        expected_num_params=4 * (8 * 8 + 8) + 1,
+    )
+    with pytest.raises(TypeError, match="locality"):
+        MultiHeadSelfAttention(num_heads=2, locality="yes")
