@@ -45,13 +45,19 @@ def _layer_names(model):
     return {layer.name for layer in model.layers}
 
 
-def model_grid(model):
-    """The `(grid_height, grid_width)` token grid of a `build_vit` model."""
+def model_patch_size(model):
+    """The `(height, width)` image area one token of a `build_vit` model
+    stands for: the patch size, or the conv tokenizer's downsampling."""
     _encoder_blocks(model)
-    _, height, width, _ = model.input_shape
     names = _layer_names(model)
     tokenizer = next(n for n in _TOKENIZERS if n in names)
-    ph, pw = model.get_layer(tokenizer).patch_size
+    return tuple(model.get_layer(tokenizer).patch_size)
+
+
+def model_grid(model):
+    """The `(grid_height, grid_width)` token grid of a `build_vit` model."""
+    ph, pw = model_patch_size(model)
+    _, height, width, _ = model.input_shape
     return height // ph, width // pw
 
 

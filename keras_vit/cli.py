@@ -85,6 +85,7 @@ def _add_data_arguments(parser):
 
 def build_parser():
     from keras_vit.data import AUGMENTATIONS
+    from keras_vit.model import TOKENIZERS
     from keras_vit.training import PRECISIONS
     from keras_vit.training import STRATEGIES
     from keras_vit.variants import VARIANTS
@@ -103,8 +104,11 @@ def build_parser():
         "best.keras (best validation accuracy), labels.json, history.csv, "
         "metrics.json (test accuracy and loss) and config.json in --out. "
         "Run the same command again after an interruption to resume from "
-        "the last finished epoch. Model size, image size, epochs and batch "
-        "size default to values chosen for the dataset's size.",
+        "the last finished epoch. The model, image size, learning rate, "
+        "batch size, augmentation and length of training default to a "
+        "recipe chosen from the number, size and colour of the images "
+        "(keras_vit.recipes), printed in one line at the start and kept in "
+        "config.json; any option given overrides its part.",
     )
     _add_data_arguments(train)
     train.add_argument("--out", required=True, help="output folder")
@@ -127,11 +131,34 @@ def build_parser():
         ("--patience", "stop after this many epochs without improvement"),
     ):
         train.add_argument(flag, type=_positive_int, help=help_text)
-    train.add_argument("--dropout", type=_rate, default=0.1)
+    train.add_argument(
+        "--tokenizer",
+        choices=TOKENIZERS,
+        help="patch (the ViT's), shifted_patch (Shifted Patch Tokenization) "
+        "or conv (convolutional tokenizer); default: conv below 100,000 "
+        "images, else patch",
+    )
+    train.add_argument(
+        "--pooling",
+        choices=("token", "gap", "sequence"),
+        help="class token, average, or sequence (attention) pooling; "
+        "default: sequence below 100,000 images, else token",
+    )
+    train.add_argument(
+        "--locality-attention",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Locality Self-Attention in every block (default off)",
+    )
+    train.add_argument("--dropout", type=_rate, help="default from the recipe")
     train.add_argument("--drop-path-rate", type=_rate, default=0.0)
     train.add_argument("--lr", type=_positive_float, help="peak learning rate")
-    train.add_argument("--weight-decay", type=float, default=0.05)
-    train.add_argument("--label-smoothing", type=_rate, default=0.1)
+    train.add_argument(
+        "--weight-decay", type=float, help="default from the recipe (0.05)"
+    )
+    train.add_argument(
+        "--label-smoothing", type=_rate, help="default from the recipe (0.1)"
+    )
     train.add_argument("--clipnorm", type=_positive_float, default=1.0)
     train.add_argument(
         "--augment",
@@ -243,46 +270,6 @@ def build_parser():
     return parser
 
 
-def default_config(image_shape, num_examples):
-    """Model and schedule defaults for a dataset of this size.
-
-    Args:
-        image_shape: `(height, width, channels)` of the dataset's images.
-        num_examples: number of labelled examples in the dataset.
-
-    Small images are upsampled to at least 16 pixels and large ones
-    downsampled to at most 224; the patch size gives a grid of about 8x8 on
-    small images and 14x14 on large ones. Small datasets get a small model
-    trained for more epochs.
-    """
-    height, width = image_shape[:2]
-    side = max(16, min(224, max(height, width)))
-    if side <= 64:
-        patch = 4
-    elif side <= 128:
-        patch = 8
-    else:
-        patch = 16
-    side -= side % patch
-    if num_examples < 5_000:
-        dims = dict(hidden_dim=64, depth=4, num_heads=4, mlp_dim=128)
-        epochs, batch_size, learning_rate = 80, 64, 2e-3
-    elif num_examples < 100_000:
-        dims = dict(hidden_dim=192, depth=6, num_heads=3, mlp_dim=384)
-        epochs, batch_size, learning_rate = 100, 128, 1e-3
-    else:
-        dims = dict(hidden_dim=192, depth=12, num_heads=3, mlp_dim=768)
-        epochs, batch_size, learning_rate = 90, 256, 1e-3
-    return dict(
-        image_size=side,
-        patch_size=patch,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        **dims,
-    )
-
-
 def _load_model(path, unsafe):
     from keras_vit.saving import load_model
 
@@ -320,6 +307,8 @@ def run_train(args):
     from keras_vit.data import count_examples
     from keras_vit.data import load_datasets
     from keras_vit.data import native_image_shape
+    from keras_vit.recipes import MODEL_KEYS
+    from keras_vit.recipes import choose_recipe
     from keras_vit.training import compile_for_training
     from keras_vit.training import distribution_strategy
     from keras_vit.training import hardware_precision
@@ -331,9 +320,17 @@ def run_train(args):
 
     native = native_image_shape(args.dataset, args.data_dir)
     examples = count_examples(args.dataset, args.data_dir) or 50_000
-    config = default_config(native, examples)
+    config = choose_recipe(native, examples, epochs=args.epochs)
+    reason = config.pop("reason")
     if args.variant:
-        config.update(keras_vit.decode_variant(args.variant))
+        # A named ViT size is the paper's model: patches, class token.
+        config.update(
+            keras_vit.decode_variant(args.variant),
+            tokenizer="patch",
+            pooling="token",
+            locality_attention=False,
+        )
+        reason += f"; --variant {args.variant}: the plain ViT"
     overrides = {
         k: getattr(args, k)
         for k in (
@@ -343,66 +340,68 @@ def run_train(args):
             "depth",
             "num_heads",
             "mlp_dim",
-            "epochs",
             "batch_size",
+            "tokenizer",
+            "pooling",
+            "locality_attention",
+            "dropout",
+            "weight_decay",
+            "label_smoothing",
+            "warmup_epochs",
         )
         if getattr(args, k) is not None
     }
-    if args.augment is None:
-        # Mirrored digits or letters are other symbols, and on the digits
-        # set shifts and turns cost accuracy (98.3% without, 97.2% with),
-        # so only colour images are augmented by default.
-        augment = ("crop", "flip") if native[2] == 3 else ()
-    elif args.augment == "none":
-        augment = ()
-    else:
-        augment = tuple(a.strip() for a in args.augment.split(",") if a.strip())
+    if args.lr is not None:
+        overrides["learning_rate"] = args.lr
+    if args.augment == "none":
+        overrides["augment"] = []
+    elif args.augment is not None:
+        overrides["augment"] = [
+            a.strip() for a in args.augment.split(",") if a.strip()
+        ]
+    config.update(overrides)
+    if overrides:
+        reason += "; given: " + ", ".join(sorted(overrides))
     data = load_datasets(
         args.dataset,
-        image_size=overrides.get("image_size", config["image_size"]),
-        batch_size=overrides.get("batch_size", config["batch_size"]),
+        image_size=config["image_size"],
+        batch_size=config["batch_size"],
         validation_split=args.validation_split,
         test_split=args.test_split,
         seed=args.seed,
-        augment=augment,
+        augment=config["augment"],
         one_hot=True,
         data_dir=args.data_dir,
         skip_bad_images=args.skip_bad_images,
     )
-    config.update(overrides)
     config["image_size"] = data.image_shape[0]
     steps_per_epoch = max(1, -(-data.sizes["train"] // config["batch_size"]))
-    warmup_epochs = args.warmup_epochs or max(1, config["epochs"] // 20)
-    default_learning_rate = config.pop("learning_rate")
-    learning_rate = args.lr or default_learning_rate
+    total_steps = config["epochs"] * steps_per_epoch
 
     precision = args.precision
     if precision == "auto":
         precision = hardware_precision(config["hidden_dim"])
     keras.config.set_dtype_policy(precision)
+    if not args.quiet:
+        print(f"recipe: {reason}", flush=True)
     with strategy.scope():
         model = keras_vit.build_vit(
             image_size=data.image_shape[:2],
-            patch_size=config["patch_size"],
-            hidden_dim=config["hidden_dim"],
-            depth=config["depth"],
-            num_heads=config["num_heads"],
-            mlp_dim=config["mlp_dim"],
             channels=data.image_shape[2],
             num_classes=data.num_classes,
-            dropout=args.dropout,
             drop_path_rate=args.drop_path_rate,
+            dropout=config["dropout"],
+            **{k: config[k] for k in MODEL_KEYS},
         )
         compile_for_training(
             model,
-            learning_rate=learning_rate,
-            total_steps=config["epochs"] * steps_per_epoch,
+            learning_rate=config["learning_rate"],
+            total_steps=total_steps,
             warmup_steps=min(
-                warmup_epochs * steps_per_epoch,
-                config["epochs"] * steps_per_epoch - 1,
+                config["warmup_epochs"] * steps_per_epoch, total_steps - 1
             ),
-            weight_decay=args.weight_decay,
-            label_smoothing=args.label_smoothing,
+            weight_decay=config["weight_decay"],
+            label_smoothing=config["label_smoothing"],
             clipnorm=args.clipnorm,
             jit_compile=args.jit_compile,
         )
@@ -412,9 +411,7 @@ def run_train(args):
         "precision": precision,
         "strategy": args.strategy,
         "replicas": strategy.num_replicas_in_sync,
-        "learning_rate": learning_rate,
-        "warmup_epochs": warmup_epochs,
-        "augment": list(augment),
+        "recipe": reason,
         "sizes": data.sizes,
         "parameters": int(model.count_params()),
         **config,
@@ -645,6 +642,7 @@ def run_attention(args):
     from keras_vit.attention import class_token_attention
     from keras_vit.attention import mean_attention_distance
     from keras_vit.attention import model_grid
+    from keras_vit.attention import model_patch_size
     from keras_vit.plots import plot_head_maps
     from keras_vit.plots import plot_mean_attention_distance
     from keras_vit.plots import plot_rollout
@@ -699,7 +697,7 @@ def run_attention(args):
                 f"{stem}_heads.png",
             )
         )
-    patch = model.get_layer("patch_extractor").patch_size
+    patch = model_patch_size(model)
     distances = mean_attention_distance(maps, patch, grid_size=grid)
     figures.append(
         (

@@ -94,6 +94,45 @@ def test_train_writes_the_run_folder(trained, capsys):
     config = json.loads((trained / "config.json").read_text())
     assert config["image_size"] == 8 and config["hidden_dim"] == 8
     assert config["sizes"]["test"] == 359
+    # The recipe for 1,797 small gray images, with what was given.
+    assert config["tokenizer"] == "conv" and config["pooling"] == "sequence"
+    assert config["augment"] == []
+    assert config["recipe"].startswith("1,797 images")
+    assert "given: " in config["recipe"] and "hidden_dim" in config["recipe"]
+
+
+def test_the_recipe_is_printed_and_options_override_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--tokenizer",
+            "shifted_patch",
+            "--pooling",
+            "token",
+            "--locality-attention",
+            "--lr",
+            "0.01",
+            *[a for a in TINY if a != "--quiet"],
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    (line,) = [x for x in printed.splitlines() if x.startswith("recipe: ")]
+    assert "1 epochs as asked" in line and "locality_attention" in line
+    config = json.loads((out / "config.json").read_text())
+    assert config["tokenizer"] == "shifted_patch"
+    assert config["pooling"] == "token"
+    assert config["locality_attention"] is True
+    assert config["learning_rate"] == 0.01
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.get_layer("encoder_block_0").attention.locality
 
 
 def test_a_finished_run_is_not_overwritten(trained, capsys):

@@ -1,0 +1,121 @@
+"""Training recipes chosen from the data: `keras-vit train` defaults.
+
+`choose_recipe(image_shape, num_examples, epochs=None)` returns the model,
+optimizer, augmentation and schedule for a dataset, with the reason in one
+line. The choices were measured with `benchmarks/accuracy.py` (tables in
+BENCHMARKS.md): below 100,000 images a plain ViT learns slowly for want of
+the locality bias of convolutions, so small datasets get a convolutional
+tokenizer and sequence pooling (Hassani et al., "Escaping the Big Data
+Paradigm with Compact Transformers", 2021); large ones the plain ViT.
+"""
+
+import math
+
+MODEL_KEYS = (
+    "patch_size",
+    "hidden_dim",
+    "depth",
+    "num_heads",
+    "mlp_dim",
+    "tokenizer",
+    "pooling",
+    "locality_attention",
+)
+# Below this many images the small-data recipe is used.
+SMALL_DATA = 100_000
+# Optimizer steps the default schedule aims at, and its epoch bounds.
+_TARGET_STEPS = 6_000
+_EPOCHS = (10, 100)
+
+
+def choose_recipe(image_shape, num_examples, epochs=None):
+    """Model, schedule and augmentation for a dataset of this kind.
+
+    Args:
+        image_shape: `(height, width, channels)` of the dataset's images.
+        num_examples: number of labelled examples in the dataset.
+        epochs: int or `None`. A length of training the user asked for; the
+            schedule (warm-up, cosine decay) follows it. `None` chooses one
+            from the dataset size.
+
+    Returns:
+        A dict with `image_size`, the `build_vit` arguments named in
+        `MODEL_KEYS`, `epochs`, `batch_size`, `learning_rate`,
+        `warmup_epochs`, `weight_decay`, `label_smoothing`, `dropout`,
+        `augment` and `reason` (one line saying why).
+
+    Example:
+
+    >>> recipe = choose_recipe((28, 28, 1), 8000)
+    >>> recipe["tokenizer"], recipe["pooling"], recipe["image_size"]
+    ('conv', 'sequence', 28)
+    """
+    height, width, channels = (int(v) for v in image_shape)
+    if num_examples is None or num_examples < 1:
+        raise ValueError(
+            "`num_examples` must be a positive number of images. "
+            f"Received: num_examples={num_examples!r}"
+        )
+    side = max(16, min(224, max(height, width)))
+    patch = 4 if side <= 64 else 8 if side <= 128 else 16
+    side -= side % patch
+    colour = channels == 3
+    # Mirrored digits or letters are other symbols, and on the digits set
+    # shifts and turns cost accuracy, so only colour images are augmented.
+    augment = ["crop", "flip"] if colour else []
+    if num_examples < SMALL_DATA:
+        recipe = dict(
+            tokenizer="conv",
+            pooling="sequence",
+            locality_attention=False,
+            hidden_dim=128,
+            depth=4 if num_examples < 20_000 else 6,
+            num_heads=4,
+            mlp_dim=256,
+            batch_size=64 if num_examples < 20_000 else 128,
+            # Measured on 8,000 28x28 digits, 10 epochs: 98.1% at 2e-3,
+            # 97.9% at 1e-3; short schedules favour the larger rate.
+            learning_rate=2e-3 if num_examples < 20_000 else 1e-3,
+            weight_decay=0.05,
+            label_smoothing=0.1,
+            dropout=0.0,
+        )
+        why = (
+            f"{num_examples:,} images (< {SMALL_DATA:,}): convolutional "
+            "tokenizer and sequence pooling, which learn from few images "
+            "where patches do not"
+        )
+    else:
+        recipe = dict(
+            tokenizer="patch",
+            pooling="token",
+            locality_attention=False,
+            hidden_dim=192,
+            depth=12,
+            num_heads=3,
+            mlp_dim=768,
+            batch_size=256,
+            learning_rate=1e-3,
+            weight_decay=0.05,
+            label_smoothing=0.1,
+            dropout=0.1,
+        )
+        why = f"{num_examples:,} images: the plain ViT (Ti width, 12 blocks)"
+    steps_per_epoch = max(1, math.ceil(num_examples / recipe["batch_size"]))
+    if epochs is None:
+        low, high = _EPOCHS
+        epochs = min(high, max(low, round(_TARGET_STEPS / steps_per_epoch)))
+        length = f"{epochs} epochs (about {_TARGET_STEPS:,} steps)"
+    else:
+        length = f"{epochs} epochs as asked, the schedule fitted to them"
+    recipe.update(
+        image_size=side,
+        patch_size=patch,
+        epochs=int(epochs),
+        warmup_epochs=max(1, round(epochs / 20)),
+        augment=augment,
+    )
+    resized = "" if side == max(height, width) else f" (from {height}x{width})"
+    augmented = "colour: crop and flip" if colour else "gray: not augmented"
+    recipe["reason"] = f"{why}; {side}x{side}{resized}, {augmented}; {length}"
+    return recipe
