@@ -1,8 +1,10 @@
 """Trains a small ViT on scikit-learn's handwritten digits and reports accuracy.
 
 The digits (1,797 grayscale 8x8 images, 10 classes) ship with scikit-learn,
-so this runs offline. Images are upsampled (bilinear) to 16x16 and cut into 4x4
-patches: 16 patches + 1 class token per image.
+so this runs offline. Images are upsampled (bilinear) to 16x16. The model is
+the one `keras-vit train` chooses for such data (`keras_vit.recipes`): a
+convolutional tokenizer (two 3x3 convolution + pooling stages: 4x4 tokens)
+with sequence pooling, which learns from few images where patches do not.
 
     python examples/train_digits.py [--epochs 40] [--out runs/digits]
 
@@ -22,6 +24,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import keras_vit
+from keras_vit.recipes import MODEL_KEYS
+from keras_vit.recipes import choose_recipe
 
 
 def load_data(seed):
@@ -56,21 +60,20 @@ def main():
     )
     test = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(256)
 
+    recipe = choose_recipe((8, 8, 1), len(x_train) + len(x_test))
     model = keras_vit.build_vit(
         image_size=16,
-        patch_size=4,
-        hidden_dim=64,
-        depth=4,
-        num_heads=4,
-        mlp_dim=128,
         channels=1,
         num_classes=10,
-        dropout=0.1,
         name="vit_digits",
+        **{k: recipe[k] for k in MODEL_KEYS},
     )
     steps = args.epochs * len(train)
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, steps, warmup_target=2e-3, warmup_steps=len(train) * 2
+        0.0,
+        steps,
+        warmup_target=recipe["learning_rate"],
+        warmup_steps=len(train) * 2,
     )
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.05),

@@ -303,14 +303,18 @@ def _epoch(dataset):
 @pytest.mark.parametrize("cache", [True, False], ids=["cached", "streamed"])
 def test_class_sorted_arrays_are_mixed_over_the_whole_split(cache):
     images, labels = _class_sorted_arrays()
-    data = load_datasets(
-        (images, labels),
-        batch_size=64,
-        validation_split=0.1,
-        test_split=0.0,
-        seed=7,
-        cache=cache,
-    )
+
+    def load(seed):
+        return load_datasets(
+            (images, labels),
+            batch_size=64,
+            validation_split=0.1,
+            test_split=0.0,
+            seed=seed,
+            cache=cache,
+        )
+
+    data = load(7)
     first, first_labels = _epoch(data.train)
     second, _ = _epoch(data.train)
     assert sorted(first.tolist()) == sorted(second.tolist())
@@ -325,25 +329,10 @@ def test_class_sorted_arrays_are_mixed_over_the_whole_split(cache):
     assert np.ptp(first[:64]) > 0.8 * len(images)
     # Each epoch has a new order; the same seed repeats the sequence.
     assert not np.array_equal(first, second)
-    again = load_datasets(
-        (images, labels),
-        batch_size=64,
-        validation_split=0.1,
-        test_split=0.0,
-        seed=7,
-        cache=cache,
-    )
+    again = load(7)
     np.testing.assert_array_equal(_epoch(again.train)[0], first)
     np.testing.assert_array_equal(_epoch(again.train)[0], second)
-    other = load_datasets(
-        (images, labels),
-        batch_size=64,
-        validation_split=0.1,
-        test_split=0.0,
-        seed=8,
-        cache=cache,
-    )
-    assert not np.array_equal(_epoch(other.train)[0], first)
+    assert not np.array_equal(_epoch(load(8).train)[0], first)
 
 
 def test_validation_and_test_splits_stay_in_order():
