@@ -279,7 +279,7 @@ def test_fit_lowers_the_loss():
         (
             dict(pooling="max"),
             ValueError,
-            r"`pooling` must be one of \('token', 'gap'\). Received: pooling='max'",
+            r"`pooling` must be one of \('token', 'gap', 'sequence'\). Received: pooling='max'",
         ),
         (dict(num_classes=0), ValueError, r"num_classes=0"),
         (dict(depth=-1), ValueError, r"depth=-1"),
