@@ -345,6 +345,110 @@ def representation_size(checkpoint):
     return None
 
 
+def model_arrays(model):
+    """A `build_vit` model's weights as NumPy arrays under the `.npz` names.
+
+    The same dict `read_checkpoint` returns for a file, so a trained Keras
+    model can serve as a checkpoint (`load_weights`, `checkpoint_config`).
+    """
+    arrays = {}
+    for name, variable in model_layout(model).items():
+        array = np.asarray(variable.numpy(), dtype=np.float32)
+        if name == "embedding/kernel":
+            # (p * p * C, D) -> the files' (p, p, C, D).
+            ph, pw = model.get_layer("patch_extractor").patch_size
+            array = array.reshape(ph, pw, -1, array.shape[-1])
+        arrays[name] = array
+    return arrays
+
+
+def checkpoint_config(checkpoint, num_heads=None):
+    """The `build_vit` arguments of the model a checkpoint holds.
+
+    `checkpoint` is a path or the dict `read_checkpoint` returned. timm and
+    Hugging Face files fuse the attention heads, so unless `num_heads` is
+    given their head count is that of the ViT variant of the same width,
+    depth and MLP width; for other sizes `num_heads` must be given.
+
+    Returns:
+        A dict: `patch_size`, `hidden_dim`, `depth`, `num_heads`, `mlp_dim`,
+        `image_size`, `channels`, `num_classes` (0 without a head) and
+        `representation_size`.
+
+    Raises:
+        CheckpointError: the arrays do not describe a ViT.
+    """
+    from keras_vit.variants import VARIANTS
+    from keras_vit.variants import decode_variant
+
+    raw, source = _arrays(checkpoint)
+    source = source.replace("the checkpoint", "The checkpoint")
+    if not source.startswith("The"):
+        source = f"The checkpoint {source}"
+    fused = "patch_embed.proj.weight" in raw or any(
+        k.endswith("embeddings.patch_embeddings.projection.weight") for k in raw
+    )
+    arrays = to_npz_layout(raw, 1)
+    try:
+        kernel = arrays["embedding/kernel"]
+        positions = arrays["Transformer/posembed_input/pos_embedding"]
+    except KeyError as error:
+        raise CheckpointError(
+            f"{source} holds no ViT patch embedding "
+            f"({error.args[0]!r} is missing)."
+        ) from None
+    if kernel.ndim != 4 or kernel.shape[0] != kernel.shape[1]:
+        raise CheckpointError(
+            f"{source} has a patch kernel of shape "
+            f"{kernel.shape}; expected (p, p, channels, width)."
+        )
+    patch, _, channels, hidden = (int(n) for n in kernel.shape)
+    depth = len(_block_indices(arrays, r"Transformer/encoderblock_(\d+)/"))
+    mlp_key = _BLOCK.format(0) + "MlpBlock_3/Dense_0/kernel"
+    if not depth or mlp_key not in arrays:
+        raise CheckpointError(f"{source} holds no encoder blocks.")
+    mlp = int(arrays[mlp_key].shape[1])
+    if num_heads is not None:
+        heads = int(num_heads)
+    elif fused:
+        heads = None
+        for variant in VARIANTS:
+            dims = decode_variant(variant)
+            if (dims["hidden_dim"], dims["depth"], dims["mlp_dim"]) == (
+                hidden,
+                depth,
+                mlp,
+            ):
+                heads = dims["num_heads"]
+                break
+        if heads is None:
+            raise CheckpointError(
+                f"{source} fuses its attention heads and its size (width "
+                f"{hidden}, {depth} blocks, MLP {mlp}) is no standard ViT "
+                "variant's, so its head count is unknown; give num_heads "
+                "(--num-heads on the command line)."
+            )
+    else:
+        query = arrays[
+            _BLOCK.format(0) + "MultiHeadDotProductAttention_1/query/kernel"
+        ]
+        heads = int(query.shape[1])
+    prefix = 1 if "cls" in arrays else 0
+    side = int(round((positions.shape[-2] - prefix) ** 0.5))
+    head = arrays.get("head/kernel")
+    return {
+        "patch_size": patch,
+        "hidden_dim": hidden,
+        "depth": depth,
+        "num_heads": heads,
+        "mlp_dim": mlp,
+        "image_size": side * patch,
+        "channels": channels,
+        "num_classes": 0 if head is None else int(head.shape[-1]),
+        "representation_size": representation_size(raw),
+    }
+
+
 def load_weights(model, checkpoint, resize_method="bilinear"):
     """Loads a pretrained ViT checkpoint into a `build_vit` model.
 
@@ -483,13 +587,7 @@ def save_npz(model, path, overwrite=False):
         raise FileExistsError(
             f"{path!r} exists; pass overwrite=True to replace it"
         )
-    arrays = {}
-    for name, variable in model_layout(model).items():
-        array = np.asarray(variable.numpy(), dtype=np.float32)
-        if name == "embedding/kernel":
-            ph, pw = model.get_layer("patch_extractor").patch_size
-            array = array.reshape(ph, pw, -1, array.shape[-1])
-        arrays[name] = array
+    arrays = model_arrays(model)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
     os.close(fd)

@@ -7,6 +7,7 @@ keras-vit predict runs/digits/model.keras image.png --top-k 3
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -118,6 +119,20 @@ def build_parser():
         help="start over in an --out folder that holds a finished run",
     )
     train.add_argument("--variant", choices=VARIANTS, help="ViT size")
+    train.add_argument(
+        "--weights",
+        help="fine-tune a pretrained checkpoint: a preset name (keras-vit "
+        "weights list) or a .npz, .safetensors or .keras file. Its "
+        "architecture is used, the head is replaced for the dataset's "
+        "classes, the position embedding resized to --image-size, and the "
+        "recipe is the ViT paper's fine-tuning (SGD, momentum 0.9, small "
+        "learning rate, no weight decay)",
+    )
+    train.add_argument(
+        "--freeze-backbone",
+        action="store_true",
+        help="with --weights: train only the new head (a linear probe)",
+    )
     for flag, help_text in (
         ("--image-size", "image side in pixels"),
         ("--patch-size", "patch side in pixels"),
@@ -224,8 +239,19 @@ def build_parser():
         "Images are resized to the model's input and scaled from [0, 255] to "
         "--input-range, as `train` does.",
     )
-    predict.add_argument("model", help="a .keras file")
-    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="MODEL_OR_IMAGE",
+        help="a .keras file, then image files (with --weights: image files "
+        "only)",
+    )
+    predict.add_argument(
+        "--weights",
+        help="predict with a pretrained checkpoint instead of a .keras file: "
+        "a preset name (ImageNet-1k presets print class names) or a .npz "
+        "or .safetensors file",
+    )
     predict.add_argument("--top-k", type=_positive_int, default=5)
     predict.add_argument(
         "--labels",
@@ -267,7 +293,41 @@ def build_parser():
         action="store_true",
         help="allow model files with serialized Python code (Lambda layers)",
     )
+    _add_weights_command(commands)
     return parser
+
+
+def _add_weights_command(commands):
+    weights = commands.add_parser(
+        "weights",
+        help="pretrained checkpoints: list, download, path",
+        description="The registry of pretrained ViT checkpoints "
+        "(keras_vit.presets): the original and AugReg releases from "
+        "gs://vit_models over HTTPS and timm's Hugging Face repositories. "
+        "Files are cached under $KERAS_VIT_HOME/weights (default "
+        "~/.keras/keras_vit/weights) or in the Hugging Face cache; "
+        "KERAS_VIT_OFFLINE=1 never touches the network.",
+    )
+    actions = weights.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="list the presets")
+    listing.add_argument("--variant", help="only this ViT size, e.g. B/16")
+    listing.add_argument(
+        "--labels",
+        choices=("imagenet-1k", "imagenet-21k"),
+        help="only presets whose head has this label set",
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    download = actions.add_parser(
+        "download", help="download a preset's file into the cache"
+    )
+    download.add_argument("name")
+    download.add_argument(
+        "--quiet", action="store_true", help="no progress bar"
+    )
+    where = actions.add_parser(
+        "path", help="print the cached file of a preset (exit 1 if absent)"
+    )
+    where.add_argument("name")
 
 
 def _load_model(path, unsafe):
@@ -308,7 +368,6 @@ def run_train(args):
     from keras_vit.data import load_datasets
     from keras_vit.data import native_image_shape
     from keras_vit.recipes import MODEL_KEYS
-    from keras_vit.recipes import choose_recipe
     from keras_vit.training import compile_for_training
     from keras_vit.training import distribution_strategy
     from keras_vit.training import hardware_precision
@@ -320,48 +379,13 @@ def run_train(args):
 
     native = native_image_shape(args.dataset, args.data_dir)
     examples = count_examples(args.dataset, args.data_dir) or 50_000
-    config = choose_recipe(native, examples, epochs=args.epochs)
-    reason = config.pop("reason")
-    if args.variant:
-        # A named ViT size is the paper's model: patches, class token.
-        config.update(
-            keras_vit.decode_variant(args.variant),
-            tokenizer="patch",
-            pooling="token",
-            locality_attention=False,
-        )
-        reason += f"; --variant {args.variant}: the plain ViT"
-    overrides = {
-        k: getattr(args, k)
-        for k in (
-            "image_size",
-            "patch_size",
-            "hidden_dim",
-            "depth",
-            "num_heads",
-            "mlp_dim",
-            "batch_size",
-            "tokenizer",
-            "pooling",
-            "locality_attention",
-            "dropout",
-            "weight_decay",
-            "label_smoothing",
-            "warmup_epochs",
-        )
-        if getattr(args, k) is not None
-    }
-    if args.lr is not None:
-        overrides["learning_rate"] = args.lr
-    if args.augment == "none":
-        overrides["augment"] = []
-    elif args.augment is not None:
-        overrides["augment"] = [
-            a.strip() for a in args.augment.split(",") if a.strip()
-        ]
-    config.update(overrides)
-    if overrides:
-        reason += "; given: " + ", ".join(sorted(overrides))
+    checkpoint = None
+    if args.weights:
+        checkpoint, config, reason = _finetune_config(args, native, examples)
+    else:
+        if args.freeze_backbone:
+            raise UsageError("--freeze-backbone needs --weights")
+        config, reason = _scratch_config(args, native, examples)
     data = load_datasets(
         args.dataset,
         image_size=config["image_size"],
@@ -370,6 +394,7 @@ def run_train(args):
         test_split=args.test_split,
         seed=args.seed,
         augment=config["augment"],
+        channels=config.get("channels"),
         one_hot=True,
         data_dir=args.data_dir,
         skip_bad_images=args.skip_bad_images,
@@ -385,14 +410,17 @@ def run_train(args):
     if not args.quiet:
         print(f"recipe: {reason}", flush=True)
     with strategy.scope():
-        model = keras_vit.build_vit(
-            image_size=data.image_shape[:2],
-            channels=data.image_shape[2],
-            num_classes=data.num_classes,
-            drop_path_rate=args.drop_path_rate,
-            dropout=config["dropout"],
-            **{k: config[k] for k in MODEL_KEYS},
-        )
+        if checkpoint is None:
+            model = keras_vit.build_vit(
+                image_size=data.image_shape[:2],
+                channels=data.image_shape[2],
+                num_classes=data.num_classes,
+                drop_path_rate=args.drop_path_rate,
+                dropout=config["dropout"],
+                **{k: config[k] for k in MODEL_KEYS},
+            )
+        else:
+            model = _finetune_model(checkpoint, data, config, args)
         compile_for_training(
             model,
             learning_rate=config["learning_rate"],
@@ -404,6 +432,7 @@ def run_train(args):
             label_smoothing=config["label_smoothing"],
             clipnorm=args.clipnorm,
             jit_compile=args.jit_compile,
+            optimizer=config.get("optimizer", "adamw"),
         )
     run_config = {
         "dataset": args.dataset,
@@ -414,6 +443,9 @@ def run_train(args):
         "recipe": reason,
         "sizes": data.sizes,
         "parameters": int(model.count_params()),
+        "trainable_parameters": sum(
+            math.prod(v.shape) for v in model.trainable_variables
+        ),
         **config,
     }
     _write_json(os.path.join(args.out, "config.json"), run_config)
@@ -431,6 +463,139 @@ def run_train(args):
     _write_json(os.path.join(args.out, "metrics.json"), metrics)
     print(json.dumps(metrics))
     return 0
+
+
+_SHARED_OVERRIDES = (
+    "image_size",
+    "batch_size",
+    "dropout",
+    "weight_decay",
+    "label_smoothing",
+    "warmup_epochs",
+)
+_ARCHITECTURE_FLAGS = (
+    "variant",
+    "patch_size",
+    "hidden_dim",
+    "depth",
+    "num_heads",
+    "mlp_dim",
+    "tokenizer",
+    "pooling",
+    "locality_attention",
+)
+
+
+def _overrides(args, keys):
+    """The options the user gave among `keys`, plus --lr and --augment."""
+    overrides = {
+        k: getattr(args, k) for k in keys if getattr(args, k) is not None
+    }
+    if args.lr is not None:
+        overrides["learning_rate"] = args.lr
+    if args.augment == "none":
+        overrides["augment"] = []
+    elif args.augment is not None:
+        overrides["augment"] = [
+            a.strip() for a in args.augment.split(",") if a.strip()
+        ]
+    return overrides
+
+
+def _scratch_config(args, native, examples):
+    import keras_vit
+    from keras_vit.recipes import choose_recipe
+
+    config = choose_recipe(native, examples, epochs=args.epochs)
+    reason = config.pop("reason")
+    if args.variant:
+        # A named ViT size is the paper's model: patches, class token.
+        config.update(
+            keras_vit.decode_variant(args.variant),
+            tokenizer="patch",
+            pooling="token",
+            locality_attention=False,
+        )
+        reason += f"; --variant {args.variant}: the plain ViT"
+    overrides = _overrides(args, _SHARED_OVERRIDES + _ARCHITECTURE_FLAGS[1:])
+    config.update(overrides)
+    if overrides:
+        reason += "; given: " + ", ".join(sorted(overrides))
+    return config, reason
+
+
+def _finetune_config(args, native, examples):
+    from keras_vit.model import read_pretrained
+    from keras_vit.recipes import choose_finetune_recipe
+
+    given = [
+        "--" + k.replace("_", "-")
+        for k in _ARCHITECTURE_FLAGS
+        if getattr(args, k) is not None and k != "num_heads"
+    ]
+    if given:
+        raise UsageError(
+            f"--weights uses the checkpoint's architecture; drop "
+            f"{', '.join(given)}"
+        )
+    # --num-heads: only for a .safetensors file of a non-standard size.
+    checkpoint = read_pretrained(
+        args.weights, progress=not args.quiet, num_heads=args.num_heads
+    )
+    config = choose_finetune_recipe(
+        native,
+        examples,
+        checkpoint["config"],
+        epochs=args.epochs,
+        freeze_backbone=args.freeze_backbone,
+    )
+    reason = config.pop("reason")
+    overrides = _overrides(args, _SHARED_OVERRIDES)
+    config.update(overrides)
+    if overrides:
+        reason += "; given: " + ", ".join(sorted(overrides))
+    arch = checkpoint["config"]
+    config.update(
+        {k: arch[k] for k in ("patch_size", "hidden_dim", "depth")},
+        num_heads=arch["num_heads"],
+        mlp_dim=arch["mlp_dim"],
+        tokenizer="patch",
+        pooling="token",
+        locality_attention=False,
+        weights=checkpoint["source"],
+        freeze_backbone=args.freeze_backbone,
+    )
+    return checkpoint, config, reason
+
+
+def _finetune_model(checkpoint, data, config, args):
+    from keras_vit.model import build_pretrained
+
+    model, report = build_pretrained(
+        checkpoint,
+        num_classes=data.num_classes,
+        image_size=data.image_shape[:2],
+        dropout=config["dropout"],
+        drop_path_rate=args.drop_path_rate,
+        progress=not args.quiet,
+    )
+    if args.freeze_backbone:
+        for layer in model.layers:
+            layer.trainable = layer.name == "head"
+    if not args.quiet:
+        resized = report["resized"].get(
+            "Transformer/posembed_input/pos_embedding"
+        )
+        grid = ""
+        if resized:
+            grid = f"; position embedding {resized[0]} -> {resized[1]}"
+        print(
+            f"weights: {len(report['loaded'])} arrays from "
+            f"{checkpoint['source']}; new head for {data.num_classes} "
+            f"classes{grid}",
+            flush=True,
+        )
+    return model
 
 
 def _save_model(model, out):
@@ -589,30 +754,61 @@ def _read_image(path, height, width, channels, input_range=(-1.0, 1.0)):
     return (image * ((high - low) / 255.0) + low).numpy()
 
 
+def _pretrained_for_predict(weights):
+    from keras_vit import presets
+    from keras_vit.model import build_pretrained
+    from keras_vit.model import read_pretrained
+
+    checkpoint = read_pretrained(weights)
+    if not checkpoint["config"]["num_classes"]:
+        raise UsageError(
+            f"The checkpoint {weights!r} has no classification head; "
+            "fine-tune it first (keras-vit train --weights ...)"
+        )
+    model, _ = build_pretrained(checkpoint)
+    names = None
+    if checkpoint["preset"] is not None:
+        names = presets.preset_labels(checkpoint["preset"].name)
+    return model, names
+
+
 def run_predict(args):
     import numpy as np
 
-    model = _load_model(args.model, args.unsafe)
+    if args.weights:
+        model, names = _pretrained_for_predict(args.weights)
+        images_paths = args.inputs
+        labels_path = args.labels
+    else:
+        if len(args.inputs) < 2:
+            raise UsageError(
+                "give a .keras model file and at least one image, or "
+                "--weights NAME and images"
+            )
+        model_path, images_paths = args.inputs[0], args.inputs[1:]
+        model = _load_model(model_path, args.unsafe)
+        names = None
+        labels_path = args.labels or os.path.join(
+            os.path.dirname(os.path.abspath(model_path)), "labels.json"
+        )
     _, height, width, channels = model.input_shape
-    labels_path = args.labels or os.path.join(
-        os.path.dirname(os.path.abspath(args.model)), "labels.json"
-    )
     num_classes = model.output_shape[-1]
-    names = [str(i) for i in range(num_classes)]
-    if os.path.isfile(labels_path):
+    if labels_path and os.path.isfile(labels_path):
         with open(labels_path) as f:
             names = [str(n) for n in json.load(f)]
     elif args.labels:
         raise FileNotFoundError(f"No labels file at {args.labels!r}")
+    if names is None:
+        names = [str(i) for i in range(num_classes)]
     images = np.stack(
-        [_read_image(p, height, width, channels) for p in args.images]
+        [_read_image(p, height, width, channels) for p in images_paths]
     )
     logits = np.asarray(model.predict(images, verbose=0), dtype=np.float64)
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     k = min(args.top_k, num_classes)
     results = []
-    for path, row in zip(args.images, probs):
+    for path, row in zip(images_paths, probs):
         top = np.argsort(-row)[:k]
         results.append(
             {
@@ -631,6 +827,58 @@ def run_predict(args):
                 f"{t['label']} {t['probability']:.3f}" for t in result["top_k"]
             )
             print(f"{result['image']}: {ranked}")
+    return 0
+
+
+def run_weights(args):
+    from keras_vit import presets
+    from keras_vit.variants import VARIANTS
+
+    if args.action == "list":
+        if args.variant is not None and args.variant not in VARIANTS:
+            raise UsageError(
+                f"--variant must be one of {', '.join(VARIANTS)}. "
+                f"Received: {args.variant!r}"
+            )
+        names = presets.list_presets(args.variant, args.labels)
+        if args.json:
+            rows = []
+            for name in names:
+                row = presets.get_preset(name).to_dict()
+                row["cached"] = presets.cached_path(name) is not None
+                rows.append(row)
+            print(json.dumps(rows, indent=2))
+            return 0
+        width = max(len(n) for n in names) if names else 4
+        print(
+            f"{'name':<{width}}  variant  size  classes  top-1  file"
+            "        cached"
+        )
+        for name in names:
+            p = presets.get_preset(name)
+            top1 = f"{p.accuracy:.1f}" if p.accuracy else "-"
+            size = p.size or "-"
+            cached = "yes" if presets.cached_path(name) else "no"
+            print(
+                f"{name:<{width}}  {p.variant:<7}  {p.image_size:>4}  "
+                f"{p.num_classes:>7}  {top1:>5}  {size:<10}  {cached}"
+            )
+        return 0
+    preset = presets.get_preset(args.name)
+    if args.action == "download":
+        path = presets.preset_path(preset.name, progress=not args.quiet)
+        print(path)
+        return 0
+    path = presets.cached_path(preset.name)
+    if path is None:
+        print(
+            f"keras-vit weights: {preset.name!r} is not cached; run "
+            f"`keras-vit weights download {preset.name}` (source: "
+            f"{preset.source})",
+            file=sys.stderr,
+        )
+        return 1
+    print(path)
     return 0
 
 
@@ -723,6 +971,7 @@ def main(argv=None):
         "evaluate": run_evaluate,
         "predict": run_predict,
         "attention": run_attention,
+        "weights": run_weights,
     }[args.command]
     try:
         return command(args)
@@ -730,6 +979,12 @@ def main(argv=None):
         message = str(error).strip().splitlines()[0] if str(error) else error
         print(f"keras-vit {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `keras-vit weights list | head`
+        return 0
+    except OSError as error:  # a download that failed, a full disk, ...
+        message = str(error).strip().splitlines()[0] if str(error) else error
+        print(f"keras-vit {args.command}: error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import os
 import keras
 
 from keras_vit import checkpoints
+from keras_vit import presets
 from keras_vit.layers import ClassToken
 from keras_vit.layers import ConvTokenizer
 from keras_vit.layers import PatchEmbedding
@@ -24,6 +25,7 @@ _DEFAULTS = decode_variant("B/16")
 _POOLINGS = ("token", "gap", "sequence")
 TOKENIZERS = ("patch", "shifted_patch", "conv")
 _WEIGHT_FORMATS = (".npz", ".safetensors", ".weights.h5")
+_DIM_KEYS = ("patch_size", "hidden_dim", "depth", "num_heads", "mlp_dim")
 
 
 def _check_optional_positive_int(value, name):
@@ -33,7 +35,7 @@ def _check_optional_positive_int(value, name):
 def build_vit(
     variant=None,
     *,
-    image_size=224,
+    image_size=None,
     patch_size=None,
     hidden_dim=None,
     depth=None,
@@ -54,6 +56,7 @@ def build_vit(
     locality_attention=False,
     weights=None,
     name=None,
+    progress=True,
 ):
     """Builds a Vision Transformer (Dosovitskiy et al., 2021).
 
@@ -78,7 +81,8 @@ def build_vit(
             explicit keyword arguments override it. Defaults to `None`
             (the B/16 dimensions for whatever is not given).
         image_size: int or tuple `(height, width)`. Input image size; must
-            be divisible by the patch size. Defaults to `224`.
+            be divisible by the patch size. Defaults to the named
+            checkpoint's (`weights`), else `224`.
         patch_size: int or tuple `(height, width)`. Patch size. Defaults to
             the variant's, else `16`.
         hidden_dim: int. Token width `D`. Defaults to the variant's, else
@@ -130,7 +134,10 @@ def build_vit(
         locality_attention: bool. Locality Self-Attention (Lee, Lee & Song,
             2021) in every block: a learned softmax temperature and no
             attention of a token to itself. Defaults to `False`.
-        weights: `None`, or the path of a pretrained checkpoint: an original
+        weights: `None`, the name of a pretrained checkpoint from
+            `keras_vit.list_presets()` (downloaded once and cached, see
+            `keras_vit.presets`; `variant` and `image_size` default to the
+            checkpoint's), or the path of a checkpoint file: an original
             ViT `.npz` file (original or AugReg release), a timm or Hugging
             Face `.safetensors` file, or a Keras `.weights.h5` file of the
             same configuration. For `.npz`/`.safetensors`,
@@ -141,6 +148,8 @@ def build_vit(
             initialization).
         name: str or `None`. Model name. Defaults to `"vit_<variant>"` or
             `"vit"`.
+        progress: bool. Show a progress bar while a named checkpoint
+            downloads. Defaults to `True`.
 
     Returns:
         A `keras.Model` mapping `(batch, height, width, channels)` images to
@@ -157,6 +166,20 @@ def build_vit(
     >>> build_vit("Ti/16", num_classes=10).count_params()
     5526346
     """
+    preset = None
+    if isinstance(weights, str) and presets.is_preset(weights):
+        preset = presets.get_preset(weights)
+        if variant is None:
+            variant = preset.variant
+        elif variant != preset.variant:
+            raise ValueError(
+                f"The checkpoint {weights!r} is a {preset.variant} model. "
+                f"Received: variant={variant!r}"
+            )
+        if image_size is None:
+            image_size = preset.image_size
+    if image_size is None:
+        image_size = 224
     dims = dict(_DEFAULTS)
     if variant is not None:
         dims = decode_variant(variant)
@@ -224,6 +247,13 @@ def build_vit(
     if include_top:
         num_classes = check_positive_int(num_classes, "num_classes")
     checkpoint = None
+    if preset is not None:
+        if tokenizer != "patch":
+            raise ValueError(
+                "Pretrained checkpoints use the patch tokenizer. Received: "
+                f"weights={weights!r} with tokenizer={tokenizer!r}"
+            )
+        weights = presets.preset_path(weights, progress=progress)
     if weights is not None:
         _check_weights_path(weights)
         if tokenizer != "patch":
@@ -321,11 +351,154 @@ def _check_weights_path(weights):
         )
     path = os.fspath(weights)
     if not path.endswith(_WEIGHT_FORMATS):
+        close = presets.close_names(path)
+        hint = f" Close preset names: {', '.join(close)}." if close else ""
         raise ValueError(
-            "`weights` must be a .npz, .safetensors or .weights.h5 file. "
-            f"Received: weights={path!r}"
+            "`weights` must be a preset name from `keras_vit.list_presets()`"
+            " or a .npz, .safetensors or .weights.h5 file. "
+            f"Received: weights={path!r}.{hint}"
         )
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"No weights file at the given path. Received: weights={path!r}"
         )
+
+
+def from_preset(name, num_classes=None, image_size=None, **kwargs):
+    """Builds the model of a pretrained checkpoint, with its weights.
+
+    `name` is a registered preset (`keras_vit.list_presets()`, downloaded
+    once and cached) or the path of a checkpoint file: an original/AugReg
+    `.npz`, a timm or Hugging Face `.safetensors` (the architecture is read
+    from the arrays), or a `.keras` file of a `build_vit` model with the
+    patch tokenizer.
+
+    With no other argument the model is the checkpoint's, head included: an
+    ImageNet-1k preset classifies into `keras_vit.preset_labels(name)`.
+    Give `num_classes` for a new (zero-initialized) head to fine-tune, and
+    `image_size` for another resolution (the position embedding is
+    resized).
+
+    Args:
+        name: str. A preset name or a checkpoint path.
+        num_classes: int or `None`. Classes of the head. Defaults to the
+            checkpoint's; a checkpoint without a head then gives a model
+            without one (`include_top=False`).
+        image_size: int or tuple, or `None`. Defaults to the checkpoint's.
+        **kwargs: further `build_vit` arguments (`dropout`,
+            `drop_path_rate`, `include_top`, `classifier_activation`,
+            `progress`, ...); `num_heads` for a `.safetensors` file whose
+            size is no standard variant's.
+
+    Returns:
+        A `keras.Model` built by `build_vit`.
+
+    Example (downloads the file once):
+
+    ```python
+    model = keras_vit.from_preset("vit_base_patch16_224.augreg2_in21k_ft_in1k")
+    ```
+    """
+    checkpoint = read_pretrained(
+        name,
+        progress=kwargs.pop("progress", True),
+        num_heads=kwargs.pop("num_heads", None),
+    )
+    model, _ = build_pretrained(
+        checkpoint, num_classes=num_classes, image_size=image_size, **kwargs
+    )
+    return model
+
+
+def read_pretrained(weights, progress=True, num_heads=None):
+    """The arrays and architecture of a preset or a checkpoint file.
+
+    `num_heads` is needed only for a timm/Hugging Face `.safetensors` file
+    of a size that is no standard variant's (those files fuse the heads).
+
+    Returns:
+        A dict: `arrays` (the `.npz`-layout arrays), `config` (as
+        `keras_vit.checkpoints.checkpoint_config`, with the preset's
+        dimensions for a preset), `preset` (the `Preset` or `None`) and
+        `source` (the name or path).
+    """
+    from keras_vit.variants import decode_variant
+
+    if isinstance(weights, str) and presets.is_preset(weights):
+        preset = presets.get_preset(weights)
+        path = presets.preset_path(weights, progress=progress)
+        arrays = checkpoints.read_checkpoint(path)
+        config = checkpoints.checkpoint_config(arrays)
+        dims = decode_variant(preset.variant)
+        config.update({k: dims[k] for k in _DIM_KEYS})
+        return {
+            "arrays": arrays,
+            "config": config,
+            "preset": preset,
+            "source": weights,
+        }
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(
+            "Expected a preset name or the path of a checkpoint file. "
+            f"Received: {weights!r}"
+        )
+    path = os.fspath(weights)
+    if path.endswith(".keras"):
+        from keras_vit.saving import load_model
+
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No model file at {path!r}")
+        trained = load_model(path)
+        if "patch_embedding" not in {layer.name for layer in trained.layers}:
+            raise ValueError(
+                "Only ViTs with the patch tokenizer serve as pretrained "
+                f"checkpoints. Received: {path!r}, a model without a "
+                "patch_embedding layer"
+            )
+        arrays = checkpoints.model_arrays(trained)
+    else:
+        _check_weights_path(path)
+        if path.endswith(".weights.h5"):
+            raise ValueError(
+                "A .weights.h5 file does not say which architecture it "
+                "holds; use build_vit(..., weights=path) with that "
+                f"architecture. Received: {path!r}"
+            )
+        arrays = checkpoints.read_checkpoint(path)
+    return {
+        "arrays": arrays,
+        "config": checkpoints.checkpoint_config(arrays, num_heads=num_heads),
+        "preset": None,
+        "source": path,
+    }
+
+
+def build_pretrained(checkpoint, num_classes=None, image_size=None, **kwargs):
+    """Builds a model for `read_pretrained`'s result and loads the arrays.
+
+    Returns:
+        `(model, report)`, `report` as `keras_vit.load_weights` returns it.
+    """
+    config = checkpoint["config"]
+    preset = checkpoint["preset"]
+    if num_classes is None:
+        num_classes = config["num_classes"]
+        if not num_classes:
+            kwargs.setdefault("include_top", False)
+            num_classes = 1
+    if image_size is None:
+        image_size = preset.image_size if preset else config["image_size"]
+    if preset is not None:
+        kwargs.setdefault(
+            "name", "vit_" + preset.variant.lower().replace("/", "")
+        )
+    model = build_vit(
+        **{k: config[k] for k in _DIM_KEYS},
+        image_size=image_size,
+        channels=config["channels"],
+        num_classes=num_classes,
+        representation_size=config["representation_size"],
+        **kwargs,
+    )
+    report = checkpoints.load_weights(model, checkpoint["arrays"])
+    return model, report

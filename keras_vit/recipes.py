@@ -119,3 +119,83 @@ def choose_recipe(image_shape, num_examples, epochs=None):
     augmented = "colour: crop and flip" if colour else "gray: not augmented"
     recipe["reason"] = f"{why}; {side}x{side}{resized}, {augmented}; {length}"
     return recipe
+
+
+# Optimizer steps a default fine-tuning run aims at, and its epoch bounds.
+_FINETUNE_STEPS = 1_000
+_FINETUNE_EPOCHS = (3, 50)
+
+
+def choose_finetune_recipe(
+    image_shape, num_examples, checkpoint, epochs=None, freeze_backbone=False
+):
+    """Schedule and augmentation for fine-tuning a pretrained checkpoint.
+
+    The ViT paper's fine-tuning: SGD with momentum 0.9, no weight decay,
+    global-norm clipping at 1, a short linear warm-up then cosine decay, a
+    small learning rate, no label smoothing and no dropout. Images are
+    resized to the checkpoint's resolution (at least) and given the
+    checkpoint's three channels; the architecture is the checkpoint's.
+
+    Args:
+        image_shape: `(height, width, channels)` of the dataset's images.
+        num_examples: number of labelled examples in the dataset.
+        checkpoint: the dict `keras_vit.checkpoints.checkpoint_config`
+            returns for the checkpoint.
+        epochs: int or `None`. A length the user asked for; `None` aims at
+            about 1,000 optimizer steps (3 to 50 epochs).
+        freeze_backbone: bool. Only the new head trains (a linear probe),
+            which takes a larger learning rate.
+
+    Returns:
+        A dict with `image_size`, `channels`, `epochs`, `batch_size`,
+        `optimizer`, `learning_rate`, `warmup_epochs`, `weight_decay`,
+        `label_smoothing`, `dropout`, `augment` and `reason`.
+
+    Example:
+
+    >>> recipe = choose_finetune_recipe(
+    ...     (28, 28, 1), 1000, {"image_size": 32, "hidden_dim": 192})
+    >>> recipe["optimizer"], recipe["image_size"], recipe["channels"]
+    ('sgd', 32, 3)
+    """
+    height, width, channels = (int(v) for v in image_shape)
+    if num_examples is None or num_examples < 1:
+        raise ValueError(
+            "`num_examples` must be a positive number of images. "
+            f"Received: num_examples={num_examples!r}"
+        )
+    side = int(checkpoint["image_size"])
+    # Large models at 224 pixels fill a CPU's memory at larger batches.
+    batch_size = 32 if checkpoint["hidden_dim"] >= 768 else 64
+    learning_rate = 0.1 if freeze_backbone else 0.01
+    steps_per_epoch = max(1, math.ceil(num_examples / batch_size))
+    if epochs is None:
+        low, high = _FINETUNE_EPOCHS
+        epochs = min(high, max(low, round(_FINETUNE_STEPS / steps_per_epoch)))
+        length = f"{epochs} epochs (about {_FINETUNE_STEPS:,} steps)"
+    else:
+        length = f"{epochs} epochs as asked"
+    colour = channels == 3
+    recipe = dict(
+        image_size=side,
+        channels=3,
+        epochs=int(epochs),
+        batch_size=batch_size,
+        optimizer="sgd",
+        learning_rate=learning_rate,
+        warmup_epochs=max(1, round(epochs / 20)),
+        weight_decay=0.0,
+        label_smoothing=0.0,
+        dropout=0.0,
+        augment=["crop", "flip"] if colour else [],
+    )
+    what = "linear probe (backbone frozen)" if freeze_backbone else "fine-tune"
+    resized = "" if side == max(height, width) else f" (from {height}x{width})"
+    recipe["reason"] = (
+        f"{what} of a pretrained checkpoint on {num_examples:,} images: SGD "
+        f"momentum 0.9, lr {learning_rate:g}, no weight decay, clip 1, "
+        f"warm-up then cosine; {side}x{side}{resized} as the checkpoint, "
+        f"{'colour: crop and flip' if colour else 'gray as RGB'}; {length}"
+    )
+    return recipe

@@ -27,6 +27,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 MIN_BF16_CPU_WIDTH = 128
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 def no_decay_variables(model):
@@ -59,8 +60,10 @@ def make_optimizer(
     weight_decay=0.05,
     clipnorm=1.0,
     min_learning_rate=0.0,
+    optimizer="adamw",
+    momentum=0.9,
 ):
-    """AdamW with linear warm-up, cosine decay and global-norm clipping.
+    """AdamW (or SGD) with linear warm-up, cosine decay and clipping.
 
     Args:
         model: the model whose variables it will train.
@@ -74,10 +77,19 @@ def make_optimizer(
             Defaults to `1.0`.
         min_learning_rate: float. Learning rate at the end of the cosine.
             Defaults to `0.0`.
+        optimizer: `"adamw"` (training from scratch) or `"sgd"` (SGD with
+            `momentum`, the ViT paper's fine-tuning optimizer). Defaults to
+            `"adamw"`.
+        momentum: float. Momentum of `"sgd"`. Defaults to `0.9`.
 
     Returns:
-        A `keras.optimizers.AdamW`.
+        A `keras.optimizers.AdamW` or `keras.optimizers.SGD`.
     """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(
+            f"`optimizer` must be one of {OPTIMIZERS}. "
+            f"Received: optimizer={optimizer!r}"
+        )
     if total_steps <= warmup_steps:
         raise ValueError(
             "`total_steps` must exceed `warmup_steps`. Received: "
@@ -90,13 +102,22 @@ def make_optimizer(
         warmup_target=learning_rate if warmup_steps else None,
         warmup_steps=warmup_steps,
     )
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=schedule,
-        weight_decay=weight_decay,
-        global_clipnorm=clipnorm,
-    )
-    optimizer.exclude_from_weight_decay(var_list=no_decay_variables(model))
-    return optimizer
+    if optimizer == "sgd":
+        result = keras.optimizers.SGD(
+            learning_rate=schedule,
+            momentum=momentum,
+            weight_decay=weight_decay or None,
+            global_clipnorm=clipnorm,
+        )
+    else:
+        result = keras.optimizers.AdamW(
+            learning_rate=schedule,
+            weight_decay=weight_decay,
+            global_clipnorm=clipnorm,
+        )
+    if weight_decay:
+        result.exclude_from_weight_decay(var_list=no_decay_variables(model))
+    return result
 
 
 def compile_for_training(
@@ -109,6 +130,7 @@ def compile_for_training(
     label_smoothing=0.1,
     clipnorm=1.0,
     jit_compile=False,
+    optimizer="adamw",
 ):
     """Compiles `model` with the recipe; labels must be one-hot.
 
@@ -123,6 +145,7 @@ def compile_for_training(
             warmup_steps=warmup_steps,
             weight_decay=weight_decay,
             clipnorm=clipnorm,
+            optimizer=optimizer,
         ),
         loss=keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=label_smoothing
