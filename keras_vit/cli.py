@@ -754,12 +754,12 @@ def _read_image(path, height, width, channels, input_range=(-1.0, 1.0)):
     return (image * ((high - low) / 255.0) + low).numpy()
 
 
-def _pretrained_for_predict(weights):
+def _pretrained_for_predict(weights, progress):
     from keras_vit import presets
     from keras_vit.model import build_pretrained
     from keras_vit.model import read_pretrained
 
-    checkpoint = read_pretrained(weights)
+    checkpoint = read_pretrained(weights, progress=progress)
     if not checkpoint["config"]["num_classes"]:
         raise UsageError(
             f"The checkpoint {weights!r} has no classification head; "
@@ -776,7 +776,8 @@ def run_predict(args):
     import numpy as np
 
     if args.weights:
-        model, names = _pretrained_for_predict(args.weights)
+        # --json keeps stdout to the JSON document.
+        model, names = _pretrained_for_predict(args.weights, not args.json)
         images_paths = args.inputs
         labels_path = args.labels
     else:

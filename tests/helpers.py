@@ -1,6 +1,8 @@
 """Checks shared by the layer and model tests."""
 
+import http.server
 import json
+import threading
 
 import keras
 import numpy as np
@@ -77,3 +79,48 @@ def check_dropout_behavior(layer, x, samples=400):
     mean = draws.mean(axis=0)
     standard_error = draws.std(axis=0) / np.sqrt(samples)
     assert np.all(np.abs(mean - inference) <= 5 * standard_error + 1e-5)
+
+
+class FileServer:
+    """Serves files from a dict; `mode` cuts transfers on purpose."""
+
+    def __init__(self):
+        self.files = {}
+        self.mode = "full"
+        self.requests = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests += 1
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                if server.mode == "no_length_half":
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    return
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if server.mode == "cut":
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                else:
+                    self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever)
+        self.thread.daemon = True
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
