@@ -29,6 +29,7 @@ from export.verify import artifact_size
 from export.verify import check_samples
 from export.verify import default_samples
 from export.verify import format_table
+from keras_vit.saving import class_names_for
 
 FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZE = ("float16", "dynamic", "int8")
@@ -152,21 +153,6 @@ def _dataset_images(source, image_shape, input_range, limit, split):
     return check_samples(np.concatenate(images)[:limit], image_shape, source)
 
 
-def _class_names(model_path, labels_path):
-    path = labels_path or os.path.join(
-        os.path.dirname(os.path.abspath(model_path)), "labels.json"
-    )
-    if not os.path.isfile(path):
-        if labels_path:
-            raise FileNotFoundError(f"No labels file at {labels_path!r}")
-        return None
-    with open(path) as f:
-        labels = json.load(f)
-    if isinstance(labels, dict):
-        labels = [labels[k] for k in sorted(labels, key=int)]
-    return [str(name) for name in labels]
-
-
 def _sha256(path):
     if os.path.isdir(path):
         return None
@@ -215,7 +201,8 @@ def run_export(args, log):
         samples = representative[:64]
     else:
         samples = default_samples(shape)
-    class_names = _class_names(args.model, args.labels)
+    # --labels, else the names the model carries, else labels.json beside.
+    class_names = class_names_for(model, args.labels, args.model)
 
     reports, artifacts = [], {}
     with staging_path(target, directory=True) as staging:

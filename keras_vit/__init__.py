@@ -13,6 +13,7 @@ from keras_vit.attention import mean_attention_distance
 from keras_vit.checkpoints import load_weights
 from keras_vit.checkpoints import save_npz
 from keras_vit.model import build_vit
+from keras_vit.model import class_names
 from keras_vit.model import from_preset
 from keras_vit.presets import get_preset
 from keras_vit.presets import imagenet_labels
@@ -30,6 +31,7 @@ __all__ = [
     "attention_maps",
     "attention_rollout",
     "build_vit",
+    "class_names",
     "class_token_attention",
     "data",
     "decode_variant",

@@ -417,6 +417,7 @@ def run_train(args):
                 num_classes=data.num_classes,
                 drop_path_rate=args.drop_path_rate,
                 dropout=config["dropout"],
+                class_names=[str(n) for n in data.class_names],
                 **{k: config[k] for k in MODEL_KEYS},
             )
         else:
@@ -577,6 +578,7 @@ def _finetune_model(checkpoint, data, config, args):
         image_size=data.image_shape[:2],
         dropout=config["dropout"],
         drop_path_rate=args.drop_path_rate,
+        class_names=[str(n) for n in data.class_names],
         progress=not args.quiet,
     )
     if args.freeze_backbone:
@@ -755,7 +757,6 @@ def _read_image(path, height, width, channels, input_range=(-1.0, 1.0)):
 
 
 def _pretrained_for_predict(weights, progress):
-    from keras_vit import presets
     from keras_vit.model import build_pretrained
     from keras_vit.model import read_pretrained
 
@@ -766,20 +767,19 @@ def _pretrained_for_predict(weights, progress):
             "fine-tune it first (keras-vit train --weights ...)"
         )
     model, _ = build_pretrained(checkpoint)
-    names = None
-    if checkpoint["preset"] is not None:
-        names = presets.preset_labels(checkpoint["preset"].name)
-    return model, names
+    return model
 
 
 def run_predict(args):
     import numpy as np
 
+    from keras_vit.saving import class_names_for
+
     if args.weights:
         # --json keeps stdout to the JSON document.
-        model, names = _pretrained_for_predict(args.weights, not args.json)
+        model = _pretrained_for_predict(args.weights, not args.json)
         images_paths = args.inputs
-        labels_path = args.labels
+        model_path = None
     else:
         if len(args.inputs) < 2:
             raise UsageError(
@@ -788,17 +788,9 @@ def run_predict(args):
             )
         model_path, images_paths = args.inputs[0], args.inputs[1:]
         model = _load_model(model_path, args.unsafe)
-        names = None
-        labels_path = args.labels or os.path.join(
-            os.path.dirname(os.path.abspath(model_path)), "labels.json"
-        )
     _, height, width, channels = model.input_shape
     num_classes = model.output_shape[-1]
-    if labels_path and os.path.isfile(labels_path):
-        with open(labels_path) as f:
-            names = [str(n) for n in json.load(f)]
-    elif args.labels:
-        raise FileNotFoundError(f"No labels file at {args.labels!r}")
+    names = class_names_for(model, args.labels, model_path)
     if names is None:
         names = [str(i) for i in range(num_classes)]
     images = np.stack(

@@ -6,6 +6,7 @@ import keras
 
 from keras_vit import checkpoints
 from keras_vit import presets
+from keras_vit.layers import ClassifierHead
 from keras_vit.layers import ClassToken
 from keras_vit.layers import ConvTokenizer
 from keras_vit.layers import PatchEmbedding
@@ -41,7 +42,7 @@ def build_vit(
     depth=None,
     num_heads=None,
     mlp_dim=None,
-    num_classes=1000,
+    num_classes=None,
     include_top=True,
     pooling="token",
     representation_size=None,
@@ -57,6 +58,7 @@ def build_vit(
     weights=None,
     name=None,
     progress=True,
+    class_names=None,
 ):
     """Builds a Vision Transformer (Dosovitskiy et al., 2021).
 
@@ -93,7 +95,9 @@ def build_vit(
             to the variant's, else `12`.
         mlp_dim: int. Hidden width of each block's MLP. Defaults to the
             variant's, else `3072`.
-        num_classes: int. Number of output classes. Defaults to `1000`.
+        num_classes: int. Number of output classes. Defaults to the number
+            of `class_names`, else the named checkpoint's (`weights`), else
+            `1000`.
         include_top: bool. When `False`, the model ends at the pooled
             features (after `pre_logits` if present) instead of the head.
             Defaults to `True`.
@@ -150,6 +154,9 @@ def build_vit(
             `"vit"`.
         progress: bool. Show a progress bar while a named checkpoint
             downloads. Defaults to `True`.
+        class_names: list of str, or `None`. Names of the classes, kept in
+            the model file (the head is then a `ClassifierHead`; read them
+            back with `keras_vit.class_names(model)`). Defaults to `None`.
 
     Returns:
         A `keras.Model` mapping `(batch, height, width, channels)` images to
@@ -178,6 +185,10 @@ def build_vit(
             )
         if image_size is None:
             image_size = preset.image_size
+        if num_classes is None and class_names is None and preset.num_classes:
+            num_classes = preset.num_classes
+            # An ImageNet-1k head keeps its names in the model file.
+            class_names = presets.preset_labels(weights)
     if image_size is None:
         image_size = 224
     dims = dict(_DEFAULTS)
@@ -244,6 +255,23 @@ def build_vit(
             "`include_top` must be a bool. "
             f"Received: include_top={include_top!r}"
         )
+    if class_names is not None:
+        if isinstance(class_names, str) or not all(
+            isinstance(n, str) for n in class_names
+        ):
+            raise TypeError(
+                "`class_names` must be a list of str. "
+                f"Received: class_names={class_names!r}"
+            )
+        if num_classes is None:
+            num_classes = len(class_names)
+        elif len(class_names) != num_classes:
+            raise ValueError(
+                f"`class_names` must name each of the {num_classes} classes. "
+                f"Received: {len(class_names)} names"
+            )
+    if num_classes is None:
+        num_classes = 1000
     if include_top:
         num_classes = check_positive_int(num_classes, "num_classes")
     checkpoint = None
@@ -321,13 +349,16 @@ def build_vit(
         )(x)
     if include_top:
         # Logits in float32 keep the loss stable under mixed precision.
-        x = keras.layers.Dense(
-            num_classes,
+        head = dict(
             activation=classifier_activation,
             kernel_initializer="zeros",
             dtype=_head_dtype(),
             name="head",
-        )(x)
+        )
+        if class_names is None:
+            x = keras.layers.Dense(num_classes, **head)(x)
+        else:
+            x = ClassifierHead(num_classes, class_names=class_names, **head)(x)
     model = keras.Model(images, x, name=name)
     if checkpoint is not None:
         checkpoints.load_weights(model, checkpoint)
@@ -486,6 +517,9 @@ def build_pretrained(checkpoint, num_classes=None, image_size=None, **kwargs):
         if not num_classes:
             kwargs.setdefault("include_top", False)
             num_classes = 1
+        elif preset is not None:
+            # An ImageNet-1k head keeps its names in the model file.
+            kwargs.setdefault("class_names", presets.preset_labels(preset.name))
     if image_size is None:
         image_size = preset.image_size if preset else config["image_size"]
     if preset is not None:
@@ -502,3 +536,17 @@ def build_pretrained(checkpoint, num_classes=None, image_size=None, **kwargs):
     )
     report = checkpoints.load_weights(model, checkpoint["arrays"])
     return model, report
+
+
+def class_names(model):
+    """The class names a model's head carries, or `None`.
+
+    Models built with `class_names=` (and by `keras-vit train`, and
+    ImageNet-1k presets) keep them in their `head`, also after saving.
+    """
+    try:
+        head = model.get_layer("head")
+    except ValueError:
+        return None
+    names = getattr(head, "class_names", None)
+    return list(names) if names is not None else None

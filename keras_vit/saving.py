@@ -6,6 +6,7 @@ escape the archive. `save_model_atomic` writes to a temporary file and
 renames it, so a crash never leaves a half-written model at the path.
 """
 
+import json
 import os
 import posixpath
 import tempfile
@@ -95,3 +96,34 @@ def save_model_atomic(model, path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _read_labels(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No labels file at {path!r}")
+    with open(path) as f:
+        labels = json.load(f)
+    if isinstance(labels, dict):
+        labels = [labels[k] for k in sorted(labels, key=int)]
+    return [str(name) for name in labels]
+
+
+def class_names_for(model, labels_path=None, model_path=None):
+    """The class names of a model's outputs, or `None` when unknown.
+
+    In order: the JSON list (or `{"0": name, ...}` dict) at `labels_path`
+    when given; the names the model's head carries
+    (`keras_vit.class_names`); `labels.json` beside `model_path`.
+    """
+    from keras_vit.model import class_names
+
+    if labels_path:
+        return _read_labels(labels_path)
+    names = class_names(model)
+    if names is None and model_path is not None:
+        beside = os.path.join(
+            os.path.dirname(os.path.abspath(model_path)), "labels.json"
+        )
+        if os.path.isfile(beside):
+            names = _read_labels(beside)
+    return names

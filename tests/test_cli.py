@@ -101,6 +101,14 @@ def test_train_writes_the_run_folder(trained, capsys):
     assert "given: " in config["recipe"] and "hidden_dim" in config["recipe"]
 
 
+def test_the_trained_model_carries_its_class_names(trained):
+    import keras_vit
+
+    model = keras.saving.load_model(trained / "model.keras")
+    labels = json.loads((trained / "labels.json").read_text())
+    assert keras_vit.class_names(model) == labels == [str(i) for i in range(10)]
+
+
 def test_the_recipe_is_printed_and_options_override_it(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(

@@ -246,6 +246,8 @@ def test_first_load_downloads_and_caches_then_works_offline(
     built = keras_vit.build_vit(weights=preset.name, progress=False)
     assert server.requests == 1
     assert built.input_shape == (None, 32, 32, 3)  # the preset's size
+    assert built.output_shape == (None, 1000)  # the preset's classes
+    assert keras_vit.class_names(built) == keras_vit.imagenet_labels()
     x = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3))
     x = x.astype("float32")
     np.testing.assert_allclose(built(x), model(x), atol=1e-5)
@@ -256,6 +258,9 @@ def test_first_load_downloads_and_caches_then_works_offline(
     server.stop()  # no network from here on
     again = keras_vit.from_preset(preset.name, num_classes=5, image_size=48)
     assert again.output_shape == (None, 5)
+    assert keras_vit.class_names(again) is None  # a new head
+    same = keras_vit.from_preset(preset.name)
+    assert keras_vit.class_names(same) == keras_vit.imagenet_labels()
     assert again.input_shape == (None, 48, 48, 3)
     assert presets.preset_path(preset.name) == cached
 

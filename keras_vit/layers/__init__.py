@@ -1,6 +1,7 @@
 """The layers of a Vision Transformer, one step of the model per layer."""
 
 from keras_vit.layers.class_token import ClassToken
+from keras_vit.layers.classifier_head import ClassifierHead
 from keras_vit.layers.conv_tokenizer import ConvTokenizer
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.fused_layer_normalization import FusedLayerNormalization
@@ -17,6 +18,7 @@ from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
 
 __all__ = [
     "ClassToken",
+    "ClassifierHead",
     "ConvTokenizer",
     "DropPath",
     "FusedLayerNormalization",

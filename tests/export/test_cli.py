@@ -68,6 +68,28 @@ def test_exports_every_format_with_report_and_manifest(
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
 
 
+def test_class_names_the_model_carries_reach_the_manifest(tmp_path, capsys):
+    import keras_vit
+
+    model = keras_vit.build_vit(
+        image_size=16,
+        patch_size=8,
+        hidden_dim=8,
+        depth=1,
+        num_heads=2,
+        mlp_dim=16,
+        class_names=["cat", "dog"],
+    )
+    model.save(tmp_path / "named.keras")  # no labels.json beside it
+    out = tmp_path / "out"
+    code = _run(tmp_path / "named.keras", "--to", out, "--quiet")
+    assert code == 0, capsys.readouterr()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["class_names"] == ["cat", "dog"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed"] and len(report["reports"]) == 3
+
+
 def test_image_folder_as_representative_data(
     saved_model_file, tmp_path, capsys
 ):

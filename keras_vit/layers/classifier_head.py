@@ -1,0 +1,47 @@
+import keras
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class ClassifierHead(keras.layers.Dense):
+    """The classification head: a `Dense` layer that knows its class names.
+
+    The names travel inside the `.keras` file (the layer's config), so a
+    saved model says what its outputs mean: `keras_vit.class_names(model)`
+    reads them, and `keras-vit predict` and `python -m export` use them when
+    no labels file is given.
+
+    Args:
+        units: int. Number of classes.
+        class_names: list of str, or `None`. One name per class.
+        **kwargs: `keras.layers.Dense` arguments (`activation`,
+            `kernel_initializer`, `name`, `dtype`, ...).
+
+    Example:
+
+    >>> head = ClassifierHead(2, class_names=["cat", "dog"])
+    >>> head.class_names
+    ['cat', 'dog']
+    """
+
+    def __init__(self, units, class_names=None, **kwargs):
+        super().__init__(units, **kwargs)
+        if class_names is not None:
+            if isinstance(class_names, str) or not all(
+                isinstance(n, str) for n in class_names
+            ):
+                raise TypeError(
+                    "`class_names` must be a list of str. "
+                    f"Received: class_names={class_names!r}"
+                )
+            class_names = list(class_names)
+            if len(class_names) != units:
+                raise ValueError(
+                    f"`class_names` must name each of the {units} classes. "
+                    f"Received: {len(class_names)} names"
+                )
+        self.class_names = class_names
+
+    def get_config(self):
+        config = super().get_config()
+        config["class_names"] = self.class_names
+        return config
