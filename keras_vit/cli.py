@@ -1,8 +1,11 @@
-"""The `keras-vit` command line: train, evaluate and predict.
+"""The `keras-vit` command line: train, evaluate, predict and weights.
 
 keras-vit train --dataset digits --out runs/digits
 keras-vit evaluate runs/digits/model.keras --dataset digits --json
 keras-vit predict runs/digits/model.keras image.png --top-k 3
+keras-vit weights list
+keras-vit predict photo.jpg --weights vit_tiny_patch16_224.augreg_in21k_ft_in1k
+keras-vit train --dataset photos/ --weights NAME_OR_FILE --out runs/photos
 """
 
 import argparse

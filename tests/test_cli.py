@@ -249,7 +249,7 @@ def test_wrong_arguments_exit_non_zero_with_one_line(
     assert message in err[0]
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "weights"])
 def test_help_is_complete(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -267,9 +267,12 @@ def test_help_is_complete(command, capsys):
             "--strategy",
             "--augment",
             "--seed",
+            "--weights",
+            "--freeze-backbone",
         ],
         "evaluate": ["--dataset", "--split", "--json"],
-        "predict": ["--top-k", "--labels", "--json"],
+        "predict": ["--top-k", "--labels", "--json", "--weights"],
+        "weights": ["list", "download", "path", "KERAS_VIT_OFFLINE"],
     }[command]
     for flag in expected:
         assert flag in text
