@@ -47,3 +47,36 @@ def test_the_schedule_follows_the_epochs_asked_for():
 def test_bad_example_counts_raise(count):
     with pytest.raises(ValueError, match="num_examples"):
         choose_recipe((28, 28, 1), count)
+
+
+def test_the_fine_tuning_recipe_is_the_papers():
+    from keras_vit.recipes import choose_finetune_recipe
+
+    small = {"image_size": 224, "hidden_dim": 192}
+    recipe = choose_finetune_recipe((28, 28, 1), 2_000, small)
+    assert recipe["optimizer"] == "sgd"
+    assert recipe["weight_decay"] == 0.0 and recipe["label_smoothing"] == 0.0
+    assert recipe["image_size"] == 224 and recipe["channels"] == 3
+    assert recipe["augment"] == []  # grayscale
+    assert recipe["batch_size"] == 64
+    # About 1,000 steps: 2,000 images at 64 are 32 steps an epoch.
+    assert recipe["epochs"] == 31
+    assert (
+        "gray as RGB" in recipe["reason"] and "(from 28x28)" in recipe["reason"]
+    )
+
+    big = {"image_size": 384, "hidden_dim": 768}
+    recipe = choose_finetune_recipe((500, 400, 3), 1_000_000, big)
+    assert recipe["batch_size"] == 32 and recipe["epochs"] == 3  # the floor
+    assert recipe["augment"] == ["crop", "flip"]
+    assert choose_finetune_recipe((32, 32, 3), 50, big)["epochs"] == 50
+
+    probe = choose_finetune_recipe(
+        (32, 32, 3), 5_000, small, freeze_backbone=True
+    )
+    assert probe["learning_rate"] > recipe["learning_rate"]
+    assert probe["reason"].startswith("linear probe")
+    asked = choose_finetune_recipe((32, 32, 3), 5_000, small, epochs=7)
+    assert asked["epochs"] == 7 and "7 epochs as asked" in asked["reason"]
+    with pytest.raises(ValueError, match="num_examples"):
+        choose_finetune_recipe((32, 32, 3), 0, small)
