@@ -325,8 +325,10 @@ def _num_heads(model):
 def _arrays(checkpoint):
     """A checkpoint path, or the dict `read_checkpoint` already returned."""
     if isinstance(checkpoint, dict):
-        return checkpoint, "the checkpoint"
-    return read_checkpoint(checkpoint), repr(os.fspath(checkpoint))
+        return checkpoint, "The checkpoint"
+    return read_checkpoint(
+        checkpoint
+    ), f"The checkpoint {os.fspath(checkpoint)!r}"
 
 
 def representation_size(checkpoint):
@@ -382,9 +384,6 @@ def checkpoint_config(checkpoint, num_heads=None):
     from keras_vit.variants import decode_variant
 
     raw, source = _arrays(checkpoint)
-    source = source.replace("the checkpoint", "The checkpoint")
-    if not source.startswith("The"):
-        source = f"The checkpoint {source}"
     fused = "patch_embed.proj.weight" in raw or any(
         k.endswith("embeddings.patch_embeddings.projection.weight") for k in raw
     )
@@ -457,7 +456,9 @@ def load_weights(model, checkpoint, resize_method="bilinear"):
 
     - A head whose class count differs from the model's, or any head when
       the model has none (`include_top=False`), is not loaded (reported).
-      So is a `pre_logits` layer the model does not have.
+      So is a `pre_logits` layer the model does not have. A head or
+      `pre_logits` layer the checkpoint lacks (backbone-only checkpoints)
+      keeps its initialization (reported).
     - A position embedding for another patch grid is resized over the grid
       (`resize_method`, `"bilinear"` by default with half-pixel centres, as
       timm loads these files; or `"bicubic"`); the class-token row is kept.
@@ -491,6 +492,13 @@ def load_weights(model, checkpoint, resize_method="bilinear"):
     for key in ("head", "pre_logits"):
         kernel = arrays.get(f"{key}/kernel")
         if kernel is None:
+            # A backbone-only checkpoint: the model's layer keeps its
+            # initialization (a zero head, ready for fine-tuning).
+            for part in ("kernel", "bias"):
+                if layout.pop(f"{key}/{part}", None) is not None:
+                    report["skipped"][f"{key}/{part}"] = (
+                        "not in the checkpoint; kept as initialized"
+                    )
             continue
         target = layout.get(f"{key}/kernel")
         if target is None:
@@ -539,7 +547,7 @@ def load_weights(model, checkpoint, resize_method="bilinear"):
         problems.append(f"unexpected keys {listed}{more}")
     if problems:
         raise CheckpointError(
-            f"The checkpoint {source} does not fit the model; "
+            f"{source} does not fit the model; "
             f"nothing was loaded: {'; '.join(problems[:6])}"
             + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
         )

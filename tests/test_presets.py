@@ -9,6 +9,7 @@ import hashlib
 import os
 import zipfile
 
+import keras
 import numpy as np
 import pytest
 
@@ -443,3 +444,29 @@ def test_fused_heads_of_a_non_standard_size_need_num_heads():
     assert config["num_heads"] == 4 and config["hidden_dim"] == 32
     model = keras_vit.from_preset(path, num_heads=4)
     assert model.get_layer("encoder_block_0").num_heads == 4
+
+
+def test_a_backbone_only_checkpoint_gets_a_fresh_head(tmp_path):
+    dims = dict(patch_size=8, hidden_dim=16, depth=1, num_heads=2, mlp_dim=32)
+    backbone = keras_vit.build_vit(image_size=16, include_top=False, **dims)
+    keras_vit.save_npz(backbone, tmp_path / "backbone.npz")
+    model = keras_vit.build_vit(
+        image_size=16, num_classes=3, weights=tmp_path / "backbone.npz", **dims
+    )
+    assert not np.any(model.get_layer("head").kernel.numpy())
+    report = keras_vit.load_weights(model, str(tmp_path / "backbone.npz"))
+    assert report["skipped"]["head/kernel"].startswith("not in the checkpoint")
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3))
+    features = keras.Model(model.input, model.get_layer("pooling").output)
+    np.testing.assert_allclose(features(x), backbone(x), atol=1e-6)
+    # from_preset without num_classes: the checkpoint has no head, nor the
+    # model; with num_classes: a new head.
+    assert keras_vit.from_preset(
+        str(tmp_path / "backbone.npz")
+    ).output_shape == (
+        None,
+        16,
+    )
+    assert keras_vit.from_preset(
+        str(tmp_path / "backbone.npz"), num_classes=4
+    ).output_shape == (None, 4)
