@@ -48,8 +48,12 @@ def publish(staged, target):
     """Moves `staged` to `target`, replacing it, with one rename at the end.
 
     A directory target is first moved aside, so that at every moment the
-    target is either the old complete artifact or the new one.
+    target is either the old complete artifact or the new one. The staged
+    entry gets the permissions of a normally created one.
     """
+    from keras_vit.saving import default_permissions
+
+    default_permissions(staged)
     if os.path.isdir(target) and not os.path.islink(target):
         aside = tempfile.mkdtemp(
             prefix=f".{os.path.basename(target)}.old-",

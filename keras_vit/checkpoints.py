@@ -596,11 +596,14 @@ def save_npz(model, path, overwrite=False):
             f"{path!r} exists; pass overwrite=True to replace it"
         )
     arrays = model_arrays(model)
+    from keras_vit.saving import default_permissions
+
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
     os.close(fd)
     try:
         np.savez(tmp, **arrays)
+        default_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

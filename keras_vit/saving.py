@@ -82,6 +82,23 @@ def load_model(path, unsafe=False):
         raise
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_permissions(path):
+    """Gives a file or folder made by `tempfile` the mode `open` would have.
+
+    `tempfile.mkstemp`/`mkdtemp` create private (0600/0700) entries; what
+    is published under its final name should be readable as any file the
+    user writes (`0666`/`0777` less the umask).
+    """
+    mode = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, mode & ~_umask())
+
+
 def save_model_atomic(model, path):
     """`model.save(path)` through a temporary file and a rename."""
     path = os.fspath(path)
@@ -92,6 +109,7 @@ def save_model_atomic(model, path):
     os.close(fd)
     try:
         model.save(tmp)
+        default_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -234,3 +234,33 @@ def test_mixed_precision_trains_50_steps_without_nan(precision):
     assert len(losses) == 2 and np.isfinite(losses).all()
     assert losses[-1] < 2.3
     assert all(np.isfinite(to_numpy(w)).all() for w in model.weights)
+
+
+def test_files_written_atomically_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    import keras_vit
+    from export._files import publish
+    from export._files import staging_path
+    from keras_vit.saving import save_model_atomic
+
+    old = os.umask(0o022)
+    try:
+        model = keras_vit.build_vit(
+            image_size=8,
+            patch_size=4,
+            hidden_dim=8,
+            depth=1,
+            num_heads=2,
+            mlp_dim=8,
+            num_classes=2,
+        )
+        keras_vit.save_npz(model, tmp_path / "m.npz")
+        save_model_atomic(model, tmp_path / "m.keras")
+        with staging_path(tmp_path / "folder", directory=True) as staged:
+            publish(staged, tmp_path / "folder")
+    finally:
+        os.umask(old)
+    for name, mode in (("m.npz", 0o644), ("m.keras", 0o644), ("folder", 0o755)):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == mode, name
