@@ -167,8 +167,12 @@ def choose_finetune_recipe(
         )
     side = int(checkpoint["image_size"])
     # Large models at 224 pixels fill a CPU's memory at larger batches.
-    batch_size = 32 if checkpoint["hidden_dim"] >= 768 else 64
-    learning_rate = 0.1 if freeze_backbone else 0.01
+    large = checkpoint["hidden_dim"] >= 768
+    batch_size = 32 if large else 64
+    # Measured (benchmarks/finetune.py, a width-192 ViT at batch 64, 1,000
+    # CIFAR-10 images at 40x40): lr 0.03 72.3%, 0.01 70.2%, 0.003 67.6%.
+    # Large models at batch 32 keep the paper's more cautious 0.01.
+    learning_rate = 0.1 if freeze_backbone else 0.01 if large else 0.03
     steps_per_epoch = max(1, math.ceil(num_examples / batch_size))
     if epochs is None:
         low, high = _FINETUNE_EPOCHS
