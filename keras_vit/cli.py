@@ -694,6 +694,7 @@ def run_evaluate(args):
     import keras
 
     from keras_vit.data import load_datasets
+    from keras_vit.model import outputs_probabilities
 
     model = _load_model(args.model, args.unsafe)
     _, height, width, channels = model.input_shape
@@ -719,7 +720,9 @@ def run_evaluate(args):
     if dataset is None:
         raise UsageError(f"{args.dataset!r} has no {args.split} split")
     model.compile(
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=not outputs_probabilities(model)
+        ),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
     loss, accuracy = model.evaluate(dataset, verbose=0)
@@ -776,6 +779,7 @@ def _pretrained_for_predict(weights, progress):
 def run_predict(args):
     import numpy as np
 
+    from keras_vit.model import outputs_probabilities
     from keras_vit.saving import class_names_for
 
     if args.weights:
@@ -799,9 +803,12 @@ def run_predict(args):
     images = np.stack(
         [_read_image(p, height, width, channels) for p in images_paths]
     )
-    logits = np.asarray(model.predict(images, verbose=0), dtype=np.float64)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
+    outputs = np.asarray(model.predict(images, verbose=0), dtype=np.float64)
+    if outputs_probabilities(model):
+        probs = outputs  # the head's own softmax; no second one
+    else:
+        probs = np.exp(outputs - outputs.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
     k = min(args.top_k, num_classes)
     results = []
     for path, row in zip(images_paths, probs):

@@ -550,3 +550,18 @@ def class_names(model):
         return None
     names = getattr(head, "class_names", None)
     return list(names) if names is not None else None
+
+
+def outputs_probabilities(model):
+    """Whether a model's head ends in a softmax (probabilities, not logits).
+
+    `build_vit(classifier_activation="softmax")` builds such a model; the
+    default head outputs logits. Training losses, `evaluate` and `predict`
+    read this to avoid a second softmax.
+    """
+    try:
+        head = model.get_layer("head")
+    except ValueError:
+        return False
+    activation = getattr(head, "activation", None)
+    return getattr(activation, "__name__", None) == "softmax"

@@ -134,9 +134,12 @@ def compile_for_training(
 ):
     """Compiles `model` with the recipe; labels must be one-hot.
 
-    The loss is categorical cross-entropy on logits with
-    `label_smoothing`; the metric is `accuracy`.
+    The loss is categorical cross-entropy with `label_smoothing`, on logits
+    (or on probabilities for a model whose head ends in a softmax); the
+    metric is `accuracy`.
     """
+    from keras_vit.model import outputs_probabilities
+
     model.compile(
         optimizer=make_optimizer(
             model,
@@ -148,7 +151,8 @@ def compile_for_training(
             optimizer=optimizer,
         ),
         loss=keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=label_smoothing
+            from_logits=not outputs_probabilities(model),
+            label_smoothing=label_smoothing,
         ),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,

@@ -431,3 +431,66 @@ def test_multiworker_training_two_processes(tmp_path):
     config = json.loads((tmp_path / "w0" / "config.json").read_text())
     assert config["replicas"] == 2
     assert len(_rows(tmp_path / "w0" / "history.csv")) == 2
+
+
+def test_a_softmax_head_is_not_softmaxed_twice(tmp_path, capsys):
+    import keras_vit
+
+    keras.utils.set_random_seed(0)
+    model = keras_vit.build_vit(
+        image_size=8,
+        patch_size=4,
+        hidden_dim=8,
+        depth=1,
+        num_heads=2,
+        mlp_dim=16,
+        num_classes=10,
+        channels=1,
+        classifier_activation="softmax",
+    )
+    head = model.get_layer("head")
+    rng = np.random.default_rng(0)
+    head.kernel.assign(rng.normal(0, 3, head.kernel.shape).astype("float32"))
+    path = tmp_path / "softmax.keras"
+    model.save(path)
+    image = tmp_path / "x.png"
+    keras.utils.save_img(image, rng.integers(0, 255, (8, 8, 1)).astype("uint8"))
+    assert (
+        main(["predict", str(path), str(image), "--json", "--top-k", "10"]) == 0
+    )
+    top = json.loads(capsys.readouterr().out)[0]["top_k"]
+    from keras_vit.cli import _read_image
+
+    expected = model.predict(_read_image(str(image), 8, 8, 1)[None], verbose=0)[
+        0
+    ]
+    assert sum(t["probability"] for t in top) == pytest.approx(1.0, abs=1e-3)
+    assert top[0]["probability"] == pytest.approx(expected.max(), abs=1e-4)
+    # evaluate scores probabilities as probabilities: the loss equals the
+    # cross-entropy of the model's own outputs.
+    assert (
+        main(
+            [
+                "evaluate",
+                str(path),
+                "--dataset",
+                "digits",
+                "--json",
+                "--split",
+                "test",
+            ]
+        )
+        == 0
+    )
+    loss = json.loads(capsys.readouterr().out)["loss"]
+    from keras_vit.data import load_datasets
+
+    test = load_datasets("digits", image_size=8, channels=1, one_hot=True).test
+    labels = np.concatenate([y for _, y in test])
+    features = keras.Model(model.input, model.get_layer("pooling").output)
+    pooled = np.concatenate([features.predict(x, verbose=0) for x, _ in test])
+    logits = pooled.astype("float64") @ head.kernel.numpy() + head.bias.numpy()
+    log_p = logits - logits.max(-1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+    expected = -(labels * log_p).sum(-1).mean()
+    assert loss == pytest.approx(expected, rel=1e-3)
