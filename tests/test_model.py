@@ -322,3 +322,25 @@ def test_no_attention_layer_uses_keras_multi_head_attention():
     model = build_vit(**TINY, num_classes=2)
     block = model.get_layer("encoder_block_0")
     assert isinstance(block.attention, MultiHeadSelfAttention)
+
+
+@pytest.mark.parametrize("tokenizer", ["patch", "conv"])
+def test_a_frozen_model_reloads_frozen(tokenizer, tmp_path):
+    model = build_vit(
+        image_size=16,
+        patch_size=4,
+        hidden_dim=8,
+        depth=1,
+        num_heads=2,
+        mlp_dim=8,
+        num_classes=2,
+        tokenizer=tokenizer,
+    )
+    for layer in model.layers:
+        layer.trainable = layer.name == "head"
+    model.save(tmp_path / "frozen.keras")
+    loaded = keras.saving.load_model(tmp_path / "frozen.keras")
+    assert [v.path for v in loaded.trainable_variables] == [
+        "head/kernel",
+        "head/bias",
+    ]

@@ -64,3 +64,16 @@ def check_rate(value, name):
             f"`{name}` must be in [0, 1). Received: {name}={value!r}"
         )
     return float(value)
+
+
+def refreeze(layer):
+    """Applies `trainable=False` to sublayers a frozen layer just built.
+
+    A layer loaded from a file with `trainable=False` gets the flag before
+    its `build` creates its sublayers' variables, which are then trainable;
+    and Keras' setter does nothing when the value does not change. Setting
+    the flag again, through `True`, reaches every sublayer and variable.
+    """
+    if not layer.trainable:
+        layer.trainable = True
+        layer.trainable = False

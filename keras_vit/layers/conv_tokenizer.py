@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_vit.layers._utils import check_positive_int
+from keras_vit.layers._utils import refreeze
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -102,6 +103,7 @@ class ConvTokenizer(keras.layers.Layer):
             conv.build(shape)
             shape = conv.compute_output_shape(shape)
             shape = pool.compute_output_shape(shape)
+        refreeze(self)  # a frozen layer loaded from a file
 
     def call(self, inputs):
         x = inputs

@@ -5,6 +5,7 @@ from keras_vit import fused
 from keras_vit.activations import get_gelu
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
+from keras_vit.layers._utils import refreeze
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -93,6 +94,7 @@ class MLPBlock(keras.layers.Layer):
         )
         self.dense_0.build(input_shape)
         self.dense_1.build(self.dense_0.compute_output_shape(input_shape))
+        refreeze(self)  # a frozen layer loaded from a file
 
     def call(self, inputs, training=None):
         # Every token is transformed on its own, so the tokens of all images

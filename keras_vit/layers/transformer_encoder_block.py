@@ -2,6 +2,7 @@ import keras
 
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
+from keras_vit.layers._utils import refreeze
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.fused_layer_normalization import FusedLayerNormalization
 from keras_vit.layers.mlp_block import MLPBlock
@@ -141,6 +142,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.attention.build(input_shape)
         self.mlp_norm.build(input_shape)
         self.mlp.build(input_shape)
+        refreeze(self)  # a frozen layer loaded from a file
 
     def call(self, inputs, training=None, return_attention_scores=False):
         x, weights = self.attention(
