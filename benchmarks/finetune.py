@@ -1,4 +1,4 @@
-"""Does fine-tuning pay? `keras-vit train --weights` against training from scratch.
+"""Does fine-tuning pay? `keras-vit train --weights` against from scratch.
 
 Runs the command line, one run after the other in this one process tree, on
 the same training folder for the same number of epochs (hence the same
