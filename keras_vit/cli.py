@@ -15,6 +15,8 @@ import os
 import sys
 import time
 
+from keras_vit.recipes import MODEL_KEYS
+
 
 class UsageError(ValueError):
     """A command-line mistake, reported in one line with exit code 2."""
@@ -477,17 +479,9 @@ _SHARED_OVERRIDES = (
     "label_smoothing",
     "warmup_epochs",
 )
-_ARCHITECTURE_FLAGS = (
-    "variant",
-    "patch_size",
-    "hidden_dim",
-    "depth",
-    "num_heads",
-    "mlp_dim",
-    "tokenizer",
-    "pooling",
-    "locality_attention",
-)
+# The model options a checkpoint fixes (--weights): a variant, or any of
+# the recipe's model keys.
+_ARCHITECTURE_FLAGS = ("variant", *MODEL_KEYS)
 
 
 def _overrides(args, keys):

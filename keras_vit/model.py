@@ -19,6 +19,7 @@ from keras_vit.layers import TransformerEncoderBlock
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
 from keras_vit.layers._utils import normalize_pair
+from keras_vit.layers.classifier_head import check_class_names
 from keras_vit.variants import decode_variant
 
 # Used when neither a variant nor an explicit value is given: ViT-B/16.
@@ -256,20 +257,9 @@ def build_vit(
             f"Received: include_top={include_top!r}"
         )
     if class_names is not None:
-        if isinstance(class_names, str) or not all(
-            isinstance(n, str) for n in class_names
-        ):
-            raise TypeError(
-                "`class_names` must be a list of str. "
-                f"Received: class_names={class_names!r}"
-            )
-        if num_classes is None:
+        if num_classes is None and not isinstance(class_names, str):
             num_classes = len(class_names)
-        elif len(class_names) != num_classes:
-            raise ValueError(
-                f"`class_names` must name each of the {num_classes} classes. "
-                f"Received: {len(class_names)} names"
-            )
+        class_names = check_class_names(class_names, num_classes)
     if num_classes is None:
         num_classes = 1000
     if include_top:

@@ -1,6 +1,24 @@
 import keras
 
 
+def check_class_names(class_names, units):
+    """`class_names` as a list of `units` str; raises a clear error else."""
+    if isinstance(class_names, str) or not all(
+        isinstance(n, str) for n in class_names
+    ):
+        raise TypeError(
+            "`class_names` must be a list of str. "
+            f"Received: class_names={class_names!r}"
+        )
+    class_names = list(class_names)
+    if len(class_names) != units:
+        raise ValueError(
+            f"`class_names` must name each of the {units} classes. "
+            f"Received: {len(class_names)} names"
+        )
+    return class_names
+
+
 @keras.saving.register_keras_serializable(package="keras_vit")
 class ClassifierHead(keras.layers.Dense):
     """The classification head: a `Dense` layer that knows its class names.
@@ -26,19 +44,7 @@ class ClassifierHead(keras.layers.Dense):
     def __init__(self, units, class_names=None, **kwargs):
         super().__init__(units, **kwargs)
         if class_names is not None:
-            if isinstance(class_names, str) or not all(
-                isinstance(n, str) for n in class_names
-            ):
-                raise TypeError(
-                    "`class_names` must be a list of str. "
-                    f"Received: class_names={class_names!r}"
-                )
-            class_names = list(class_names)
-            if len(class_names) != units:
-                raise ValueError(
-                    f"`class_names` must name each of the {units} classes. "
-                    f"Received: {len(class_names)} names"
-                )
+            class_names = check_class_names(class_names, units)
         self.class_names = class_names
 
     def get_config(self):
