@@ -8,16 +8,31 @@ from export._files import check_target
 from export._files import publish
 from export._files import staging_path
 from export._model import image_spec
+from export.samples import ImageFiles
+from export.samples import as_image_files
 from export.verify import VerificationError
 from export.verify import check_samples
 from export.verify import default_samples
 from export.verify import verify
+from keras_vit.preprocessing import DEFAULT_INPUT_RANGE
 
 
-def prepare(model, path, overwrite, samples):
-    """Validates the arguments; returns `(path, samples)`."""
+def prepare(
+    model, path, overwrite, samples, preprocessing=False, input_range=None
+):
+    """Validates the arguments; returns `(path, samples)`.
+
+    With `preprocessing` the samples become `ImageFiles` (see
+    `export.samples.as_image_files`).
+    """
     shape = image_spec(model)
     path = check_target(path, overwrite)
+    if preprocessing:
+        return path, as_image_files(
+            samples, shape, input_range or DEFAULT_INPUT_RANGE
+        )
+    if isinstance(samples, ImageFiles):
+        return path, samples
     if samples is None:
         samples = default_samples(shape)
     else:
@@ -59,6 +74,8 @@ def as_image_array(data, image_shape, name, limit=None):
     """Collects images from an array or an iterable of batches/(x, y) pairs."""
     if data is None:
         return None
+    if isinstance(data, ImageFiles):
+        data = data.inputs
     if isinstance(data, np.ndarray) or hasattr(data, "__array__"):
         array = np.asarray(data)
     else:
@@ -79,3 +96,20 @@ def as_image_array(data, image_shape, name, limit=None):
     if limit is not None:
         array = array[:limit]
     return check_samples(array, image_shape, name=name)
+
+
+def class_names_of(model, class_names):
+    """`class_names` checked against the model, else the names it carries."""
+    from keras_vit.model import class_names as carried
+
+    image_spec(model)  # A clear error for what is not an image model.
+    if class_names is None:
+        return carried(model)
+    names = [str(n) for n in class_names]
+    count = int(model.outputs[0].shape[-1])
+    if len(names) != count:
+        raise ValueError(
+            f"`class_names` must name each of the model's {count} outputs. "
+            f"Received: {len(names)} names"
+        )
+    return names

@@ -85,12 +85,91 @@ def image_spec(model):
     return shape[1:]
 
 
-def serving_function(model):
-    """A `tf.function` from `images` (any batch) to `{"logits": ...}`."""
-    spec = tf.TensorSpec((None, *image_spec(model)), tf.float32, name="images")
+def output_names(model):
+    """The named outputs of `model`'s exported signatures.
+
+    `("logits", "probabilities")` for a model whose head outputs logits
+    (the softmax is added in the graph); `("probabilities",)` for a head
+    that ends in a softmax (`build_vit(classifier_activation="softmax")`).
+    """
+    from keras_vit.model import outputs_probabilities
+
+    if outputs_probabilities(model):
+        return ("probabilities",)
+    return ("logits", "probabilities")
+
+
+def _outputs(model, images):
+    outputs = model(images, training=False)
+    if output_names(model) == ("probabilities",):
+        return {"probabilities": outputs}
+    return {"logits": outputs, "probabilities": tf.nn.softmax(outputs)}
+
+
+def serving_function(model, preprocessing=False, input_range=(-1.0, 1.0)):
+    """A `tf.function` from `images` (any batch) to the model's outputs.
+
+    Without `preprocessing`, `images` are float32 model inputs
+    `(batch, height, width, channels)`. With it, `images` are the decoded
+    `uint8` pixels of any height and width (one size per batch), scaled to
+    `input_range` and resized in the graph exactly as training does
+    (`keras_vit.preprocessing.preprocess_batch_graph`, built-in ops only).
+    Returns `(function, input_spec)`; the outputs are `output_names(model)`.
+    """
+    from keras_vit.preprocessing import preprocess_batch_graph
+
+    height, width, channels = image_spec(model)
+    if not preprocessing:
+        spec = tf.TensorSpec(
+            (None, height, width, channels), tf.float32, name="images"
+        )
+
+        @tf.function(input_signature=[spec])
+        def serve(images):
+            return _outputs(model, images)
+
+        return serve, spec
+
+    spec = tf.TensorSpec((None, None, None, channels), tf.uint8, name="images")
 
     @tf.function(input_signature=[spec])
-    def serve(images):
-        return {"logits": model(images, training=False)}
+    def serve_raw(images):
+        with tf.name_scope("preprocessing"):
+            inputs = preprocess_batch_graph(
+                images, (height, width), input_range
+            )
+        return _outputs(model, inputs)
 
-    return serve, spec
+    return serve_raw, spec
+
+
+def encoded_serving_function(model, input_range=(-1.0, 1.0)):
+    """A `tf.function` from encoded JPEG/PNG/BMP/GIF bytes to the outputs.
+
+    Each file is decoded and preprocessed by the training pipeline's own
+    functions (`keras_vit.preprocessing`), so a file sent to it is scored
+    on exactly the array training would have made of it.
+    """
+    from keras_vit.preprocessing import decode_image
+    from keras_vit.preprocessing import preprocess_image
+
+    height, width, channels = image_spec(model)
+    spec = tf.TensorSpec((None,), tf.string, name="image_bytes")
+
+    def one(data):
+        return preprocess_image(
+            decode_image(data), (height, width), channels, input_range
+        )
+
+    @tf.function(input_signature=[spec])
+    def serve_bytes(image_bytes):
+        images = tf.map_fn(
+            one,
+            image_bytes,
+            fn_output_signature=tf.TensorSpec(
+                (height, width, channels), tf.float32
+            ),
+        )
+        return _outputs(model, images)
+
+    return serve_bytes, spec

@@ -50,13 +50,18 @@ def benchmark(
         )
     with open(manifest_path) as f:
         manifest = json.load(f)
-    shape = manifest["input"]["shape"][1:]
+    channels = manifest["input"]["shape"][-1]
+    steps = manifest.get("preprocessing") or {}
+    if steps.get("inside"):
+        shape = (*steps["resize"]["size"], channels)
+    else:
+        shape = manifest["input"]["shape"][1:]
     runners = {}
     if model is not None:
         from export._model import serving_function
 
         serve, _ = serving_function(model)
-        runners["keras (tf.function)"] = ("-", lambda x: serve(x)["logits"])
+        runners["keras (tf.function)"] = ("-", serve)
     for name, entry in manifest["artifacts"].items():
         runtime = {
             "saved_model": "tensorflow",
@@ -66,18 +71,25 @@ def benchmark(
         label = runtime + (f" {entry['quantize']}" if entry["quantize"] else "")
         runner = Runner(os.path.join(directory, entry["file"]), num_threads)
         runners[label] = (entry["file"], runner)
+    # Pixels at the model's size for files with preprocessing inside (the
+    # resize is then the identity), their float inputs for the others.
     rng = np.random.default_rng(0)
-    batches = {
-        1: rng.uniform(-1, 1, (1, *shape)).astype("float32"),
-        batch_size: rng.uniform(-1, 1, (batch_size, *shape)).astype("float32"),
+    pixels = {
+        b: rng.integers(0, 256, (b, *shape), dtype=np.uint8)
+        for b in (1, batch_size)
     }
+    floats = {b: (p / 127.5 - 1.0).astype("float32") for b, p in pixels.items()}
+
+    def batches(fn):
+        return pixels if getattr(fn, "raw_images", False) else floats
+
     for _, fn in runners.values():
-        for images in batches.values():
+        for images in batches(fn).values():
             _time(fn, images, warmup)
-    samples = {(label, b): [] for label in runners for b in batches}
+    samples = {(label, b): [] for label in runners for b in pixels}
     for _ in range(repeats):
         for label, (_, fn) in runners.items():
-            for b, images in batches.items():
+            for b, images in batches(fn).items():
                 samples[(label, b)] += _time(fn, images, 1)
     rows = []
     for label, (artifact, _) in runners.items():

@@ -18,9 +18,13 @@ import numpy as np
 from export._files import check_target
 from export._files import publish
 from export._files import staging_path
+from export._metadata import describe
 from export._model import image_spec
 from export._model import load_model
+from export._model import output_names
 from export.onnx_model import export_onnx
+from export.samples import as_image_files
+from export.samples import folder_files
 from export.saved_model import export_saved_model
 from export.tflite import DEFAULT_MIN_TOP1_AGREEMENT
 from export.tflite import export_tflite
@@ -29,11 +33,14 @@ from export.verify import artifact_size
 from export.verify import check_samples
 from export.verify import default_samples
 from export.verify import format_table
+from keras_vit.preprocessing import IMAGE_EXTENSIONS
+from keras_vit.preprocessing import BadImageError
+from keras_vit.preprocessing import list_images
+from keras_vit.preprocessing import read_images
 from keras_vit.saving import class_names_for
 
 FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZE = ("float16", "dynamic", "int8")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 def _csv(choices, name):
@@ -73,8 +80,6 @@ def load_images(
     give a seeded sample spread over all of them (not the first ones, which
     in a class-by-class listing would be one class).
     """
-    import tensorflow as tf
-
     if path == "digits" or path.startswith("tfds:"):
         return _dataset_images(path, image_shape, input_range, limit, split)
     if not os.path.exists(path):
@@ -86,12 +91,7 @@ def load_images(
             key = "images" if "images" in data.files else data.files[0]
             array = data[key]
     elif os.path.isdir(path):
-        files = sorted(
-            os.path.join(root, name)
-            for root, _, names in os.walk(path)
-            for name in names
-            if name.lower().endswith(IMAGE_EXTENSIONS)
-        )
+        files = list_images(path)
         if not files:
             raise ValueError(
                 "The folder holds no image files "
@@ -103,22 +103,10 @@ def load_images(
             # calibration or verification set of one class says little.
             files = [files[i] for i in _sample(len(files), limit)]
         height, width, channels = image_shape
-        low, high = input_range
-        images = []
-        for file in files:
-            try:
-                image = tf.io.decode_image(
-                    tf.io.read_file(file),
-                    channels=channels,
-                    expand_animations=False,
-                )
-            except tf.errors.InvalidArgumentError as error:
-                raise ValueError(
-                    f"Cannot decode image {file!r}: {error.message}"
-                ) from None
-            image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
-            images.append(image.numpy() / 255.0 * (high - low) + low)
-        array = np.stack(images)
+        try:
+            array = read_images(files, (height, width), channels, input_range)
+        except BadImageError as error:
+            raise ValueError(str(error)) from None
     else:
         raise ValueError(
             "Image data must be a .npy or .npz file or a folder of images. "
@@ -193,16 +181,38 @@ def run_export(args, log):
             "--quantize int8 needs --representative-data (images from the "
             "training set) to calibrate activation ranges"
         )
-    if args.samples:
+    source = args.samples or args.representative_data
+    if args.preprocessing and source and os.path.isdir(source):
+        # Image files are verified on as they are, not as arrays.
+        samples = folder_files(source, limit=64)
+    elif args.samples:
         samples = load_images(
             args.samples, shape, args.input_range, limit=400, split="test"
         )
     elif representative is not None:
         samples = representative[:64]
     else:
-        samples = default_samples(shape)
+        samples = None if args.preprocessing else default_samples(shape)
+    if args.preprocessing:
+        # Read once: files (given, or written from the arrays) for every
+        # artifact's end-to-end check.
+        samples = as_image_files(samples, shape, args.input_range)
     # --labels, else the names the model carries, else labels.json beside.
     class_names = class_names_for(model, args.labels, args.model)
+    if (
+        class_names is not None
+        and len(class_names) != model.outputs[0].shape[-1]
+    ):
+        raise ValueError(
+            f"The model has {model.outputs[0].shape[-1]} outputs but "
+            f"{len(class_names)} class names were found"
+            + (f" in {args.labels!r}" if args.labels else "")
+        )
+    options = {
+        "preprocessing": args.preprocessing,
+        "input_range": args.input_range,
+        "class_names": class_names,
+    }
 
     reports, artifacts = [], {}
     with staging_path(target, directory=True) as staging:
@@ -211,7 +221,9 @@ def run_export(args, log):
             log(f"exporting {name} ...")
             try:
                 if fmt == "saved_model":
-                    report = export_saved_model(model, path, samples=samples)
+                    report = export_saved_model(
+                        model, path, samples=samples, **options
+                    )
                 elif fmt == "tflite":
                     report = export_tflite(
                         model,
@@ -221,10 +233,11 @@ def run_export(args, log):
                         samples=samples,
                         min_top1_agreement=args.min_top1_agreement,
                         force=args.force,
+                        **options,
                     )
                 else:
                     report = export_onnx(
-                        model, path, args.opset, samples=samples
+                        model, path, args.opset, samples=samples, **options
                     )
             except VerificationError as error:
                 report = error.report
@@ -242,6 +255,7 @@ def run_export(args, log):
         report_data = {
             "passed": passed,
             "samples": int(len(samples)),
+            "compared": sorted({r.compared for r in reports}),
             "reports": [r.to_dict() for r in reports],
         }
         manifest = _manifest(args, model, shape, class_names, artifacts)
@@ -259,7 +273,6 @@ def run_export(args, log):
 def _manifest(args, model, shape, class_names, artifacts):
     import keras_vit
 
-    output_shape = tuple(model.outputs[0].shape)
     return {
         "keras_vit_version": keras_vit.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
@@ -267,15 +280,13 @@ def _manifest(args, model, shape, class_names, artifacts):
             "path": os.path.abspath(args.model),
             "sha256": _sha256(args.model),
         },
-        "input": {
-            "name": "images",
-            "shape": [None, *shape],
-            "dtype": "float32",
-            "layout": "NHWC",
-        },
-        "output": {"name": "logits", "shape": [None, *output_shape[1:]]},
-        "preprocessing": args.preprocessing,
-        "class_names": class_names,
+        **describe(
+            shape,
+            output_names(model),
+            class_names,
+            args.preprocessing,
+            args.input_range,
+        ),
         "artifacts": artifacts,
     }
 
@@ -339,16 +350,18 @@ def export_parser():
     parser.add_argument(
         "--samples",
         metavar="PATH",
-        help="images to verify with, like --representative-data (a "
-        "dataset's test split; default: the representative data, else 8 "
-        "uniform [-1, 1] images)",
+        help="images to verify with, like --representative-data: with "
+        "preprocessing, a folder's files (up to 64) go through each file "
+        "raw; arrays are written as PNG files (default: the representative "
+        "data, and 8 generated files of several sizes and formats)",
     )
     parser.add_argument(
         "--input-range",
         type=_input_range,
         default=(-1.0, 1.0),
         metavar="LOW,HIGH",
-        help="range image files are scaled to (default: -1,1)",
+        help="range the model's inputs were scaled to in training "
+        "(default: -1,1, what keras-vit train uses)",
     )
     parser.add_argument(
         "--opset", type=int, default=17, help="ONNX opset (default 17)"
@@ -372,8 +385,11 @@ def export_parser():
     )
     parser.add_argument(
         "--preprocessing",
-        default="none recorded: feed the model what it was trained on",
-        help="text recorded in manifest.json describing input preprocessing",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="files take decoded uint8 images of any size and resize and "
+        "scale them inside as training did (SavedModel also takes encoded "
+        "files); --no-preprocessing: float32 model inputs (default: on)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace DIR")
     parser.add_argument(

@@ -6,10 +6,16 @@ import os
 
 import numpy as np
 
+from export._common import class_names_of
 from export._common import prepare
 from export._common import write_verified
+from export._metadata import describe
+from export._metadata import embed_onnx_metadata
 from export._model import float32_model
+from export._model import image_spec
+from export._model import output_names
 from export._model import serving_function
+from keras_vit.preprocessing import DEFAULT_INPUT_RANGE
 
 # A protobuf message cannot exceed 2 GiB; graph structure comes on top of
 # the weights, so switch to external data a little before that.
@@ -65,15 +71,25 @@ def _unknown_ops(model_proto, opset):
     return sorted(unknown)
 
 
-def convert(model, opset=17, external_data=False):
+def convert(
+    model,
+    opset=17,
+    external_data=False,
+    preprocessing=False,
+    input_range=DEFAULT_INPUT_RANGE,
+    class_names=None,
+):
     """Returns `(model_proto, external_tensors)` for `model`.
+
+    The proto's `metadata_props` describe the input, the preprocessing and
+    the class names (`export._metadata.embed_onnx_metadata`).
 
     Raises `InvalidOnnxError` when tf2onnx leaves operators that are not
     part of ONNX at `opset`: tf2onnx writes such files without failing.
     """
     import tf2onnx
 
-    serve, spec = serving_function(model)
+    serve, spec = serving_function(model, preprocessing, input_range)
     with _quiet_tf2onnx(), _numpy_product_alias():
         model_proto, storage = tf2onnx.convert.from_function(
             serve,
@@ -89,6 +105,14 @@ def convert(model, opset=17, external_data=False):
             f"at opset {opset}: {', '.join(unknown)}"
         )
     external = storage.name_to_tensor_data if storage is not None else {}
+    description = describe(
+        image_spec(model),
+        output_names(model),
+        class_names,
+        preprocessing,
+        input_range,
+    )
+    embed_onnx_metadata(model_proto, description)
     return model_proto, external
 
 
@@ -127,12 +151,19 @@ def export_onnx(
     samples=None,
     overwrite=False,
     external_data=None,
+    preprocessing=False,
+    input_range=DEFAULT_INPUT_RANGE,
+    class_names=None,
 ):
     """Exports `model` to an `.onnx` file and proves it computes the same.
 
-    The graph has one input `images` and one output `logits`, both with a
-    dynamic batch. A model whose ONNX graph would hold non-ONNX operators
-    raises `InvalidOnnxError` instead of writing a broken file. The file is
+    The graph has one input `images` and the outputs `logits` and
+    `probabilities` (`probabilities` alone for a softmax head), with a
+    dynamic batch. With `preprocessing`, `images` are decoded `uint8`
+    pixels of any size, scaled and resized in the graph as training does;
+    `metadata_props` carry the description and `class_names`. A model
+    whose ONNX graph would hold non-ONNX operators raises
+    `InvalidOnnxError` instead of writing a broken file. The file is
     checked with `onnx.checker`, run in onnxruntime at batch 1 and at batch
     `len(samples)`, and must agree with `model(samples)` within 1e-4, or
     nothing is written. Weights beyond 2 GB go to `path + ".data"` (ONNX
@@ -144,12 +175,16 @@ def export_onnx(
             as its float32 copy (`export.float32_model`).
         path: str. The `.onnx` file to write.
         opset: int. ONNX opset. Defaults to `17`.
-        samples: array of images for the comparison, or `None` for 8
-            uniform [-1, 1] images. Defaults to `None`.
+        samples: as for `export_saved_model`. Defaults to `None`.
         overwrite: bool. Replace an existing `path`. Defaults to `False`.
         external_data: bool or `None`. Store the weights in `path + ".data"`;
             `None` does so only for models whose weights exceed what one
             protobuf can hold. Defaults to `None`.
+        preprocessing: bool. Take raw `uint8` pixels. Defaults to `False`.
+        input_range: `(low, high)` the model's inputs were scaled to in
+            training. Defaults to `(-1.0, 1.0)`.
+        class_names: list of str, or `None` for the names the model
+            carries. Defaults to `None`.
 
     Returns:
         A `VerificationReport`.
@@ -159,10 +194,15 @@ def export_onnx(
             f"`opset` must be an int >= 13. Received: opset={opset!r}"
         )
     model = float32_model(model)
-    path, samples = prepare(model, path, overwrite, samples)
+    names = class_names_of(model, class_names)
+    path, samples = prepare(
+        model, path, overwrite, samples, preprocessing, input_range
+    )
     if external_data is None:
         external_data = _weight_bytes(model) > EXTERNAL_DATA_THRESHOLD
-    model_proto, external = convert(model, opset, external_data)
+    model_proto, external = convert(
+        model, opset, external_data, preprocessing, input_range, names
+    )
     return write_verified(
         model,
         path,

@@ -7,11 +7,16 @@ import numpy as np
 import tensorflow as tf
 
 from export._common import as_image_array
+from export._common import class_names_of
 from export._common import prepare
 from export._common import write_verified
+from export._metadata import describe
+from export._metadata import embed_tflite_metadata
 from export._model import float32_model
 from export._model import image_spec
+from export._model import output_names
 from export.saved_model import write_saved_model
+from keras_vit.preprocessing import DEFAULT_INPUT_RANGE
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
 
@@ -33,6 +38,13 @@ class UnsupportedOpsError(ValueError):
     """The model needs ops that the TFLite built-in op set does not have."""
 
 
+def _to_pixels(images, input_range):
+    """Model inputs in `input_range` back to the `uint8` pixels they were."""
+    low, high = input_range
+    pixels = (np.asarray(images, np.float32) - low) * (255.0 / (high - low))
+    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+
+
 def _converter(saved_model_dir, quantize, calibration):
     converter = tf.lite.TFLiteConverter.from_saved_model(
         saved_model_dir, signature_keys=["serving_default"]
@@ -49,7 +61,7 @@ def _converter(saved_model_dir, quantize, calibration):
 
         def representative_dataset():
             for image in calibration:
-                yield {"images": image[None].astype(np.float32)}
+                yield {"images": image[None]}
 
         converter.representative_dataset = representative_dataset
     return converter
@@ -63,10 +75,19 @@ def _select_ops(message):
     return ", ".join(ops) if ops else None
 
 
-def convert(model, quantize=None, representative_data=None):
+def convert(
+    model,
+    quantize=None,
+    representative_data=None,
+    preprocessing=False,
+    input_range=DEFAULT_INPUT_RANGE,
+    class_names=None,
+):
     """Returns the bytes of a TFLite flatbuffer of `model`.
 
-    Raises `UnsupportedOpsError` naming the ops if any would need TensorFlow
+    The flatbuffer carries its description and class names
+    (`export._metadata.embed_tflite_metadata`). Raises
+    `UnsupportedOpsError` naming the ops if any would need TensorFlow
     Select (Flex) ops, which the LiteRT runtime on phones cannot run.
     """
     if quantize not in QUANTIZE_MODES:
@@ -87,8 +108,20 @@ def convert(model, quantize=None, representative_data=None):
             "activation ranges on real inputs; pass `representative_data`, "
             "images from the training set. Received: representative_data=None"
         )
+    if calibration is not None:
+        calibration = (
+            _to_pixels(calibration, input_range)
+            if preprocessing
+            else calibration.astype(np.float32)
+        )
     with tempfile.TemporaryDirectory() as saved_model_dir:
-        write_saved_model(model, saved_model_dir)
+        write_saved_model(
+            model,
+            saved_model_dir,
+            preprocessing=preprocessing,
+            input_range=input_range,
+            extra_signatures=False,
+        )
         converter = _converter(saved_model_dir, quantize, calibration)
         try:
             flatbuffer = converter.convert()
@@ -102,7 +135,10 @@ def convert(model, quantize=None, representative_data=None):
                 ) from error
             raise
     _check_builtin_only(flatbuffer)
-    return flatbuffer
+    description = describe(
+        shape, output_names(model), class_names, preprocessing, input_range
+    )
+    return embed_tflite_metadata(flatbuffer, description)
 
 
 def _check_builtin_only(flatbuffer):
@@ -128,8 +164,19 @@ def export_tflite(
     overwrite=False,
     min_top1_agreement=DEFAULT_MIN_TOP1_AGREEMENT,
     force=False,
+    preprocessing=False,
+    input_range=DEFAULT_INPUT_RANGE,
+    class_names=None,
 ):
     """Exports `model` to a `.tflite` file and proves it computes the same.
+
+    The signature maps `images` to `logits` and `probabilities`
+    (`probabilities` alone for a softmax head). With `preprocessing`,
+    `images` are decoded `uint8` pixels of any size (call the
+    interpreter's `resize_tensor_input` for a new size), scaled and resized
+    inside as training does. The class names are in the file's metadata,
+    both as a `keras_vit` JSON entry and in LiteRT's metadata format
+    (`labels.txt`, `TENSOR_AXIS_LABELS`) that Android's Task Library reads.
 
     Only TFLite built-in ops are allowed: a model that would need Flex
     (select TensorFlow) ops raises `UnsupportedOpsError` naming them. The
@@ -152,13 +199,19 @@ def export_tflite(
             training data, an iterable of such batches, or of
             `(images, labels)`; required for `"int8"`. Up to 200 images are
             used. When `samples` is `None` they also serve for verification.
-        samples: array of images for the comparison, or `None`.
+        samples: as for `export_saved_model`; quantized files default to
+            the representative data.
         overwrite: bool. Replace an existing `path`. Defaults to `False`.
         min_top1_agreement: float. Required top-1 agreement of quantized
             files. Defaults to `0.95`.
         force: bool. Write a quantized file even below
             `min_top1_agreement`; the report marks it forced. Defaults to
             `False`.
+        preprocessing: bool. Take raw `uint8` pixels. Defaults to `False`.
+        input_range: `(low, high)` the model's inputs were scaled to in
+            training. Defaults to `(-1.0, 1.0)`.
+        class_names: list of str, or `None` for the names the model
+            carries. Defaults to `None`.
 
     Returns:
         A `VerificationReport`.
@@ -178,8 +231,13 @@ def export_tflite(
     )
     if samples is None and calibration is not None:
         samples = calibration[:_VERIFICATION_IMAGES]
-    path, samples = prepare(model, path, overwrite, samples)
-    flatbuffer = convert(model, quantize, calibration)
+    names = class_names_of(model, class_names)
+    path, samples = prepare(
+        model, path, overwrite, samples, preprocessing, input_range
+    )
+    flatbuffer = convert(
+        model, quantize, calibration, preprocessing, input_range, names
+    )
 
     def write(staged):
         with open(staged, "wb") as f:

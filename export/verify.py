@@ -38,6 +38,7 @@ class VerificationReport:
         criterion: what must hold to pass, in words.
         passed: whether it held.
         forced: written although it did not pass, because it was forced.
+        compared: what was fed to the artifact and to the model, in words.
     """
 
     format: str
@@ -49,6 +50,7 @@ class VerificationReport:
     criterion: str
     passed: bool
     forced: bool = False
+    compared: str = ""
 
     @property
     def failure(self):
@@ -102,7 +104,13 @@ def artifact_size(path):
 
 
 class Runner:
-    """Runs an artifact on a float32 image batch in its own runtime."""
+    """Runs an artifact in its own runtime.
+
+    `runner(images)` returns the main output (`logits`, else
+    `probabilities`); `runner.outputs(images)` all of them by name.
+    `images` are float32 model inputs, or `uint8` pixels for files with
+    preprocessing inside (`runner.raw_images`).
+    """
 
     def __init__(self, path, num_threads=None):
         self.path = os.fspath(path)
@@ -119,6 +127,9 @@ class Runner:
                 )
             self._loaded = loaded  # Keeps the variables alive.
             self._fn = loaded.signatures["serving_default"]
+            spec = self._fn.structured_input_signature[1]
+            self._input_name = next(iter(spec))
+            dtype = spec[self._input_name].dtype.as_numpy_dtype
         elif self.format == "tflite":
             from ai_edge_litert.interpreter import Interpreter
 
@@ -126,6 +137,9 @@ class Runner:
                 model_path=self.path, num_threads=num_threads
             )
             self._fn = self._interpreter.get_signature_runner()
+            details = self._fn.get_input_details()
+            self._input_name = next(iter(details))
+            dtype = details[self._input_name]["dtype"]
         else:
             import onnxruntime
 
@@ -136,15 +150,44 @@ class Runner:
                 self.path, options, providers=["CPUExecutionProvider"]
             )
             self._input_name = self._session.get_inputs()[0].name
+            self._output_names = [o.name for o in self._session.get_outputs()]
+            dtype = (
+                np.uint8
+                if self._session.get_inputs()[0].type == "tensor(uint8)"
+                else np.float32
+            )
+        self.input_dtype = np.dtype(dtype)
+        self.raw_images = self.input_dtype == np.uint8
+
+    def outputs(self, images):
+        images = np.ascontiguousarray(images, dtype=self.input_dtype)
+        if self.format == "saved_model":
+            out = self._fn(**{self._input_name: self._tf.constant(images)})
+            return {k: v.numpy() for k, v in out.items()}
+        if self.format == "tflite":
+            return dict(self._fn(**{self._input_name: images}))
+        values = self._session.run(None, {self._input_name: images})
+        return dict(zip(self._output_names, values))
 
     def __call__(self, images):
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        if self.format == "saved_model":
-            out = self._fn(images=self._tf.constant(images))["logits"]
-            return out.numpy()
-        if self.format == "tflite":
-            return self._fn(images=images)["logits"]
-        return self._session.run(None, {self._input_name: images})[0]
+        return main_output(self.outputs(images))
+
+    def has_signature(self, name):
+        return self.format == "saved_model" and name in self._loaded.signatures
+
+    def outputs_of(self, signature, **inputs):
+        """A SavedModel signature's outputs, as NumPy arrays."""
+        fn = self._loaded.signatures[signature]
+        out = fn(**{k: self._tf.constant(v) for k, v in inputs.items()})
+        return {k: v.numpy() for k, v in out.items()}
+
+
+def main_output(outputs):
+    """The `logits` of an output dict, else its `probabilities`."""
+    for name in ("logits", "probabilities"):
+        if name in outputs:
+            return outputs[name]
+    return next(iter(outputs.values()))
 
 
 def default_samples(image_shape, count=8, seed=0):
@@ -170,6 +213,68 @@ def check_samples(samples, image_shape, name="samples"):
     return array.astype("float32")
 
 
+def _max_diff(got, want):
+    """Largest |got - want| over the outputs both have, in float64."""
+    shared = [k for k in want if k in got]
+    if not shared:
+        raise ValueError(
+            f"The artifact's outputs {sorted(got)} share no name with the "
+            f"model's {sorted(want)}."
+        )
+    worst = 0.0
+    for key in shared:
+        a = np.asarray(got[key], dtype=np.float64)
+        b = np.asarray(want[key], dtype=np.float64)
+        if a.shape != b.shape:
+            raise ValueError(
+                f"The artifact's {key!r} has shape {a.shape}; the model's "
+                f"has {b.shape}."
+            )
+        if not np.all(np.isfinite(a)):
+            return float("inf")
+        worst = max(worst, float(np.max(np.abs(a - b))))
+    return worst
+
+
+def _top1(outputs):
+    scores = main_output(outputs)
+    return np.argmax(scores.reshape(len(scores), -1), -1)
+
+
+def _model_outputs(model, inputs):
+    from export._model import output_names
+
+    scores = np.asarray(model(inputs, training=False), dtype=np.float64)
+    names = output_names(model)
+    if names == ("probabilities",):
+        return {"probabilities": scores}
+    shifted = np.exp(scores - scores.max(-1, keepdims=True))
+    return {
+        "logits": scores,
+        "probabilities": shifted / shifted.sum(-1)[:, None],
+    }
+
+
+def _report(runner, artifact, diffs, agreement, tolerance, min_top1, **extra):
+    if min_top1 is None:
+        criterion = f"max abs diff <= {tolerance:g}"
+        passed = max(diffs.values()) <= tolerance
+    else:
+        criterion = f"top-1 agreement >= {min_top1:g}"
+        passed = agreement >= min_top1
+    passed = passed and all(np.isfinite(v) for v in diffs.values())
+    return VerificationReport(
+        format=runner.format,
+        path=os.fspath(artifact),
+        size_bytes=artifact_size(os.fspath(artifact)),
+        max_abs_diff=diffs,
+        top1_agreement=agreement,
+        criterion=criterion,
+        passed=passed,
+        **extra,
+    )
+
+
 def verify(
     model,
     artifact,
@@ -179,16 +284,25 @@ def verify(
     min_top1_agreement=None,
     quantize=None,
 ):
-    """Compares an exported artifact with `model(samples)`.
+    """Compares an exported artifact with the model on the same inputs.
 
     The artifact is loaded in its own runtime (TensorFlow for a SavedModel,
-    the LiteRT interpreter for `.tflite`, onnxruntime for `.onnx`) and run at
-    batch 1 and at batch `len(samples)`.
+    the LiteRT interpreter for `.tflite`, onnxruntime for `.onnx`). Every
+    output the two share (`logits`, `probabilities`) is compared.
+
+    For an artifact that takes float32 model inputs, `samples` is an
+    array `(N, height, width, channels)`, `N >= 2`, run at batch 1 and at
+    batch `N`. For one with preprocessing inside (`uint8` pixels in),
+    `samples` is an `ImageFiles` (`export.samples`): each file's decoded
+    pixels go to the artifact, one file per call and then a batch of the
+    files that share a size; the model gets the training pipeline's array
+    of the same file; a SavedModel's `serving_bytes` signature also gets
+    the encoded files and `serving_tensor` the arrays.
 
     Args:
         model: the `keras.Model` that was exported.
         artifact: path of the SavedModel folder, `.tflite` or `.onnx` file.
-        samples: array `(N, height, width, channels)`, `N >= 2`.
+        samples: an array of model inputs, or an `ImageFiles`.
         tolerance: float. Largest absolute difference allowed when
             `min_top1_agreement` is `None`. Defaults to `1e-4`.
         min_top1_agreement: float or `None`. When set (quantized
@@ -202,44 +316,88 @@ def verify(
     """
     from export._model import float32_model
     from export._model import image_spec
+    from export.samples import ImageFiles
 
     model = float32_model(model)
-    samples = check_samples(samples, image_spec(model))
+    if not isinstance(samples, ImageFiles):
+        samples = check_samples(samples, image_spec(model))
     runner = Runner(artifact)
-    reference = np.asarray(model(samples, training=False), dtype=np.float64)
-    single = np.asarray(runner(samples[:1]), dtype=np.float64)
-    batch = np.asarray(runner(samples), dtype=np.float64)
-    if batch.shape != reference.shape:
-        raise ValueError(
-            f"The artifact's output shape {batch.shape} differs from the "
-            f"model's {reference.shape}."
+    if runner.raw_images:
+        if not isinstance(samples, ImageFiles):
+            raise TypeError(
+                "The artifact takes uint8 pixels (preprocessing inside); "
+                "verify it on image files (`export.samples.ImageFiles`). "
+                f"Received: samples of type {type(samples).__name__}"
+            )
+        return _verify_files(
+            model,
+            runner,
+            artifact,
+            samples,
+            tolerance,
+            min_top1_agreement,
+            quantize,
         )
+    if isinstance(samples, ImageFiles):
+        samples = samples.inputs
+    reference = _model_outputs(model, samples)
+    single = runner.outputs(samples[:1])
+    batch = runner.outputs(samples)
     diffs = {
-        1: float(np.max(np.abs(single - reference[:1]))),
-        len(samples): float(np.max(np.abs(batch - reference))),
+        "1": _max_diff(single, {k: v[:1] for k, v in reference.items()}),
+        str(len(samples)): _max_diff(batch, reference),
     }
-    agreement = float(
-        np.mean(
-            np.argmax(batch.reshape(len(batch), -1), -1)
-            == np.argmax(reference.reshape(len(reference), -1), -1)
-        )
-    )
-    finite = bool(np.all(np.isfinite(batch)) and np.all(np.isfinite(single)))
-    if min_top1_agreement is None:
-        criterion = f"max abs diff <= {tolerance:g}"
-        passed = finite and max(diffs.values()) <= tolerance
-    else:
-        criterion = f"top-1 agreement >= {min_top1_agreement:g}"
-        passed = finite and agreement >= min_top1_agreement
-    return VerificationReport(
-        format=runner.format,
-        path=os.fspath(artifact),
+    agreement = float(np.mean(_top1(batch) == _top1(reference)))
+    return _report(
+        runner,
+        artifact,
+        diffs,
+        agreement,
+        tolerance,
+        min_top1_agreement,
         quantize=quantize,
-        size_bytes=artifact_size(os.fspath(artifact)),
-        max_abs_diff=diffs,
-        top1_agreement=agreement,
-        criterion=criterion,
-        passed=passed,
+        compared=(
+            f"{len(samples)} float32 input arrays, at batch 1 and batch "
+            f"{len(samples)}; outputs {', '.join(sorted(reference))}"
+        ),
+    )
+
+
+def _verify_files(
+    model, runner, artifact, files, tolerance, min_top1, quantize
+):
+    reference = _model_outputs(model, files.inputs)
+    got = [runner.outputs(image[None]) for image in files.pixels]
+    single = {k: np.concatenate([g[k] for g in got]) for k in got[0]}
+    diffs = {"1": _max_diff(single, reference)}
+    group = files.largest_same_size_group()
+    batch = runner.outputs(np.stack([files.pixels[i] for i in group]))
+    diffs[str(len(group))] = _max_diff(
+        batch, {k: v[group] for k, v in reference.items()}
+    )
+    compared = (
+        f"{files.describe()}: decoded uint8 pixels into the file, the "
+        "training pipeline's array of each file into the Keras model; "
+        f"each file alone, then {len(group)} files of one size as a batch"
+    )
+    if runner.format == "saved_model" and runner.has_signature("serving_bytes"):
+        encoded = runner.outputs_of("serving_bytes", image_bytes=files.encoded)
+        diffs["bytes"] = _max_diff(encoded, reference)
+        tensor = runner.outputs_of("serving_tensor", images=files.inputs)
+        diffs["tensor"] = _max_diff(tensor, reference)
+        compared += (
+            "; serving_bytes given the encoded files, serving_tensor the arrays"
+        )
+    agreement = float(np.mean(_top1(single) == _top1(reference)))
+    return _report(
+        runner,
+        artifact,
+        diffs,
+        agreement,
+        tolerance,
+        min_top1,
+        quantize=quantize,
+        compared=compared + f"; outputs {', '.join(sorted(reference))}",
     )
 
 
@@ -252,12 +410,13 @@ def format_table(reports):
     lines = [header, "-" * len(header)]
     for r in reports:
         diffs = list(r.max_abs_diff.values())
+        one, rest = diffs[0], max(diffs[1:], default=diffs[0])
         name = os.path.basename(os.path.normpath(r.path))
         kind = r.format + (f"/{r.quantize}" if r.quantize else "")
         result = "ok" if r.passed else ("FORCED" if r.forced else "FAIL")
         lines.append(
             f"{name:28s} {kind:14s} {_size(r.size_bytes):>10s} "
-            f"{diffs[0]:10.2e} {diffs[-1]:10.2e} {r.top1_agreement:6.3f}  "
+            f"{one:10.2e} {rest:10.2e} {r.top1_agreement:6.3f}  "
             f"{result} ({r.criterion})"
         )
     return "\n".join(lines)

@@ -736,24 +736,14 @@ def run_evaluate(args):
     return 0
 
 
-def _read_image(path, height, width, channels, input_range=(-1.0, 1.0)):
-    import tensorflow as tf
+def _read_images(paths, height, width, channels):
+    from keras_vit.preprocessing import BadImageError
+    from keras_vit.preprocessing import read_images
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No image file at the given path: {path!r}")
     try:
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=3, expand_animations=False
-        )
-    except tf.errors.InvalidArgumentError:
-        raise UsageError(f"Cannot decode image {path!r}") from None
-    if channels == 1:
-        image = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
-    image = tf.image.resize(
-        tf.cast(image, tf.float32), (height, width), antialias=True
-    )
-    low, high = input_range
-    return (image * ((high - low) / 255.0) + low).numpy()
+        return read_images(paths, (height, width), channels)
+    except BadImageError as error:
+        raise UsageError(str(error)) from None
 
 
 def _pretrained_for_predict(weights, progress):
@@ -794,9 +784,7 @@ def run_predict(args):
     names = class_names_for(model, args.labels, model_path)
     if names is None:
         names = [str(i) for i in range(num_classes)]
-    images = np.stack(
-        [_read_image(p, height, width, channels) for p in images_paths]
-    )
+    images = _read_images(images_paths, height, width, channels)
     outputs = np.asarray(model.predict(images, verbose=0), dtype=np.float64)
     if outputs_probabilities(model):
         probs = outputs  # the head's own softmax; no second one
@@ -880,7 +868,6 @@ def run_weights(args):
 
 
 def run_attention(args):
-    import numpy as np
 
     from keras_vit.attention import attention_maps
     from keras_vit.attention import attention_rollout
@@ -910,9 +897,7 @@ def run_attention(args):
         raise UsageError(
             f"{existing[0]!r} exists; pass --overwrite to replace it"
         )
-    images = np.stack(
-        [_read_image(p, height, width, channels) for p in args.images]
-    )
+    images = _read_images(args.images, height, width, channels)
     maps = attention_maps(model, images)
     pooling = model.get_layer("pooling").mode
     rollouts = attention_rollout(

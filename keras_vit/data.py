@@ -23,10 +23,13 @@ import tensorflow as tf
 
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import normalize_pair
+from keras_vit.preprocessing import IMAGE_EXTENSIONS
+from keras_vit.preprocessing import BadImageError
+from keras_vit.preprocessing import decode_image
+from keras_vit.preprocessing import preprocess_image
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 AUGMENTATIONS = (
     "flip",
     "crop",
@@ -66,10 +69,6 @@ class Datasets:
     @property
     def num_classes(self):
         return len(self.class_names)
-
-
-class BadImageError(ValueError):
-    """An image file cannot be decoded; the message names the file."""
 
 
 def native_image_shape(source, data_dir=None):
@@ -257,15 +256,7 @@ def load_datasets(
             )
 
     def preprocess(image, label):
-        image = _to_channels(image, channels)
-        if image.dtype.is_integer:
-            top = 65535.0 if image.dtype == tf.uint16 else 255.0
-            image = tf.cast(image, tf.float32) * ((high - low) / top) + low
-        else:
-            image = tf.cast(image, tf.float32)
-        if tuple(image.shape[:2]) != tuple(size):
-            image = tf.image.resize(image, size, antialias=True)
-        image = tf.ensure_shape(image, shape)
+        image = preprocess_image(image, size, channels, (low, high))
         label = tf.cast(label, tf.int32)
         if one_hot:
             label = tf.one_hot(label, len(names))
@@ -375,22 +366,6 @@ def _check_augment(augment):
             f" Received: {', '.join(map(repr, unknown))}"
         )
     return augment
-
-
-def _to_channels(image, channels):
-    have = image.shape[-1]
-    if have == channels:
-        return image
-    if have == 4:  # RGBA: drop alpha.
-        image, have = image[..., :3], 3
-    if have == 1 and channels == 3:
-        return tf.image.grayscale_to_rgb(image)
-    if have == 3 and channels == 1:
-        if image.dtype.is_integer:
-            gray = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
-            return tf.cast(tf.round(gray), image.dtype)
-        return tf.image.rgb_to_grayscale(image)
-    return image
 
 
 def _augment(dataset, augment, size, value_range, seed):
@@ -643,12 +618,7 @@ def _list_folder(folder):
 
 
 def _decode(path):
-    # Decoded as RGB whatever the file holds (grayscale, RGBA, 16-bit PNG,
-    # BMP, GIF's first frame); `preprocess` converts to the model's channels.
-    image = tf.io.decode_image(
-        tf.io.read_file(path), channels=3, expand_animations=False
-    )
-    return tf.ensure_shape(image, (None, None, 3))
+    return decode_image(tf.io.read_file(path))
 
 
 def _undecodable(files):

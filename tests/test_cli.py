@@ -459,11 +459,9 @@ def test_a_softmax_head_is_not_softmaxed_twice(tmp_path, capsys):
         main(["predict", str(path), str(image), "--json", "--top-k", "10"]) == 0
     )
     top = json.loads(capsys.readouterr().out)[0]["top_k"]
-    from keras_vit.cli import _read_image
+    from keras_vit.preprocessing import read_image
 
-    expected = model.predict(_read_image(str(image), 8, 8, 1)[None], verbose=0)[
-        0
-    ]
+    expected = model.predict(read_image(image, (8, 8), 1)[None], verbose=0)[0]
     assert sum(t["probability"] for t in top) == pytest.approx(1.0, abs=1e-3)
     assert top[0]["probability"] == pytest.approx(expected.max(), abs=1e-4)
     # evaluate scores probabilities as probabilities: the loss equals the

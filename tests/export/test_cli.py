@@ -47,19 +47,20 @@ def test_exports_every_format_with_report_and_manifest(
         "saved_model",
     ]
     report = json.loads((out / "report.json").read_text())
-    assert report["passed"] and report["samples"] == len(samples)
+    # The 12 sample arrays as PNG files, and 8 generated files of other
+    # sizes and formats, each through the files' own preprocessing.
+    assert report["passed"] and report["samples"] == len(samples) + 8
     assert len(report["reports"]) == 5
     for entry in report["reports"]:
         assert entry["passed"]
         if entry["quantize"] is None:
             assert max(entry["max_abs_diff"].values()) <= 1e-4
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["input"] == {
-        "name": "images",
-        "shape": [None, 16, 16, 3],
-        "dtype": "float32",
-        "layout": "NHWC",
-    }
+    assert manifest["input"]["dtype"] == "uint8"
+    assert manifest["input"]["shape"] == [None, None, None, 3]
+    assert manifest["preprocessing"]["inside"]
+    assert manifest["preprocessing"]["resize"]["size"] == [16, 16]
+    assert manifest["outputs"] == ["logits", "probabilities"]
     assert manifest["class_names"] == ["a", "b", "c"]
     assert manifest["keras_vit_version"]
     assert manifest["artifacts"]["model.onnx"]["sha256"]
@@ -113,7 +114,9 @@ def test_image_folder_as_representative_data(
         "--quiet",
     )
     assert code == 0, capsys.readouterr()
-    assert json.loads((out / "report.json").read_text())["samples"] == 4
+    # The 4 files themselves (and 8 generated ones) went through the file.
+    report = json.loads((out / "report.json").read_text())
+    assert report["samples"] == 4 + 8
 
 
 def test_limited_image_data_is_sampled_from_every_class(tmp_path):

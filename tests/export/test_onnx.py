@@ -22,7 +22,7 @@ def test_export_is_valid_and_matches_with_dynamic_batch(
     onnx.checker.check_model(proto, full_check=True)
     assert proto.opset_import[0].version == 17
     assert [i.name for i in proto.graph.input] == ["images"]
-    assert [o.name for o in proto.graph.output] == ["logits"]
+    assert [o.name for o in proto.graph.output] == ["logits", "probabilities"]
     ops = {node.op_type for node in proto.graph.node}
     assert "Erf" in ops and "Erfc" not in ops
     session = onnxruntime.InferenceSession(str(path))
