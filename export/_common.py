@@ -113,3 +113,10 @@ def class_names_of(model, class_names):
             f"Received: {len(names)} names"
         )
     return names
+
+
+def to_pixels(images, input_range):
+    """Model inputs in `input_range` back to the `uint8` pixels they were."""
+    low, high = input_range
+    pixels = (np.asarray(images, np.float32) - low) * (255.0 / (high - low))
+    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)

@@ -23,6 +23,8 @@ from export._model import image_spec
 from export._model import load_model
 from export._model import output_names
 from export.onnx_model import export_onnx
+from export.quantize import AccuracyBudgetError
+from export.quantize import format_measurements
 from export.samples import as_image_files
 from export.samples import folder_files
 from export.saved_model import export_saved_model
@@ -41,6 +43,7 @@ from keras_vit.saving import class_names_for
 
 FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZE = ("float16", "dynamic", "int8")
+ONNX_QUANTIZE = ("dynamic", "int8")
 
 
 def _csv(choices, name):
@@ -160,14 +163,112 @@ def _jobs(formats, quantize):
             yield f"model.{mode}.tflite", "tflite", mode
     if "onnx" in formats:
         yield "model.onnx", "onnx", None
+        for mode in quantize:
+            if mode in ONNX_QUANTIZE:
+                yield f"model.{mode}.onnx", "onnx", mode
+
+
+def _has_class_folders(path):
+    return os.path.isdir(path) and any(
+        os.path.isdir(os.path.join(path, d)) and not d.startswith(".")
+        for d in os.listdir(path)
+    )
+
+
+def labelled_images(path, image_shape, input_range, class_names, limit=1000):
+    """`(images, labels)` to measure accuracy on; `labels` may be `None`.
+
+    `digits` and `tfds:NAME` give their test split, a folder of class
+    sub-folders a seeded sample of its images with the labels of their
+    folders (matched to `class_names` by name where the model has them);
+    other sources give images only.
+    """
+    from keras_vit.data import load_datasets
+
+    dataset = path == "digits" or path.startswith("tfds:")
+    if not (dataset or _has_class_folders(path)):
+        return load_images(path, image_shape, input_range, limit), None
+    data = load_datasets(
+        path,
+        image_size=image_shape[:2],
+        channels=image_shape[2],
+        batch_size=256,
+        input_range=input_range,
+        validation_split=0.1 if dataset else 0.0,
+        test_split=0.2 if dataset else 0.0,
+    )
+    split = data.test if dataset and data.test is not None else data.train
+    images, labels = [], []
+    for batch, label in split:
+        images.append(batch.numpy())
+        labels.append(label.numpy())
+        if sum(map(len, images)) >= limit:
+            break
+    images = np.concatenate(images)[:limit]
+    labels = np.concatenate(labels)[:limit]
+    names = data.class_names
+    if class_names and set(names) <= set(class_names):
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = np.asarray([index[names[i]] for i in labels])
+    return images, labels
+
+
+def _choose_int8(fmt, model, representative, evaluation, args, options):
+    """The `keep_float` of the smallest int8 file within the budget."""
+    import tempfile
+
+    from export._common import to_pixels
+    from export.quantize import choose
+
+    images, labels = evaluation
+    reference = np.argmax(np.asarray(model(images, training=False)), -1)
+    if args.preprocessing:
+        images = to_pixels(images, args.input_range)
+    exporter = export_tflite if fmt == "tflite" else export_onnx
+    small = representative[:16]
+    if args.preprocessing:
+        small = as_image_files(small, image_spec(model), args.input_range)
+
+    def build(keep_float, path):
+        exporter(
+            model,
+            path,
+            quantize="int8",
+            representative_data=representative,
+            samples=small,
+            force=True,
+            keep_float=keep_float,
+            **options,
+        )
+
+    with tempfile.TemporaryDirectory() as scratch:
+        _, best, measurements = choose(
+            build,
+            images,
+            labels,
+            reference,
+            args.max_accuracy_drop,
+            scratch,
+            "." + fmt,
+        )
+    return best.keep_float, measurements
 
 
 def run_export(args, log):
     target = check_target(args.to, args.overwrite)
-    if args.quantize and "tflite" not in args.formats:
+    if (
+        args.quantize
+        and "tflite" not in args.formats
+        and (
+            "onnx" not in args.formats
+            or not set(args.quantize) & set(ONNX_QUANTIZE)
+        )
+    ):
         raise ValueError(
-            "--quantize applies to TFLite; add tflite to --formats. "
-            f"Received: --formats {','.join(args.formats)}"
+            "--quantize applies to TFLite (float16, dynamic, int8) and ONNX "
+            "(dynamic, int8); add tflite or onnx to --formats. Received: "
+            f"--formats {','.join(args.formats)} --quantize "
+            f"{','.join(args.quantize)}"
         )
     model = load_model(args.model, safe_mode=not args.unsafe)
     shape = image_spec(model)
@@ -214,10 +315,32 @@ def run_export(args, log):
         "class_names": class_names,
     }
 
-    reports, artifacts = [], {}
+    evaluation = None
+    if "int8" in args.quantize:
+        evaluation = labelled_images(
+            args.samples or args.representative_data,
+            shape,
+            args.input_range,
+            class_names,
+        )
+    reports, artifacts, choices = [], {}, {}
     with staging_path(target, directory=True) as staging:
         for name, fmt, mode in _jobs(args.formats, args.quantize):
             path = os.path.join(staging, name)
+            keep_float = ()
+            if mode == "int8":
+                log(f"measuring int8 candidates for {name} ...")
+                keep_float, measured = _choose_int8(
+                    fmt, model, representative, evaluation, args, options
+                )
+                choices[name] = {
+                    "max_accuracy_drop": args.max_accuracy_drop,
+                    "labelled": evaluation[1] is not None,
+                    "images": int(len(evaluation[0])),
+                    "chosen_keep_float": list(keep_float),
+                    "candidates": [m.to_dict() for m in measured],
+                }
+                log(format_measurements(measured))
             log(f"exporting {name} ...")
             try:
                 if fmt == "saved_model":
@@ -233,11 +356,21 @@ def run_export(args, log):
                         samples=samples,
                         min_top1_agreement=args.min_top1_agreement,
                         force=args.force,
+                        keep_float=keep_float,
                         **options,
                     )
                 else:
                     report = export_onnx(
-                        model, path, args.opset, samples=samples, **options
+                        model,
+                        path,
+                        args.opset,
+                        samples=samples,
+                        quantize=mode,
+                        representative_data=representative,
+                        keep_float=keep_float,
+                        min_top1_agreement=args.min_top1_agreement,
+                        force=args.force,
+                        **options,
                     )
             except VerificationError as error:
                 report = error.report
@@ -256,6 +389,7 @@ def run_export(args, log):
             "passed": passed,
             "samples": int(len(samples)),
             "compared": sorted({r.compared for r in reports}),
+            "int8_choice": choices,
             "reports": [r.to_dict() for r in reports],
         }
         manifest = _manifest(args, model, shape, class_names, artifacts)
@@ -338,7 +472,8 @@ def export_parser():
         "--quantize",
         type=_csv(QUANTIZE, "--quantize"),
         default=[],
-        help="extra quantized TFLite files: float16,dynamic,int8",
+        help="extra quantized files: float16,dynamic,int8 for TFLite; "
+        "dynamic,int8 also for ONNX (int8 needs --representative-data)",
     )
     parser.add_argument(
         "--representative-data",
@@ -372,6 +507,17 @@ def export_parser():
         default=DEFAULT_MIN_TOP1_AGREEMENT,
         help="required top-1 agreement of quantized files (default "
         f"{DEFAULT_MIN_TOP1_AGREEMENT})",
+    )
+    parser.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=0.5,
+        metavar="POINTS",
+        help="int8: build full int8, ViT-aware int8 (LayerNorm, softmax, "
+        "GELU in float) and ViT-aware with float patch embedding and head; "
+        "measure each on --samples (labelled: accuracy; else top-1 "
+        "agreement); keep the smallest within POINTS of the float model, "
+        "or refuse with the numbers (default 0.5)",
     )
     parser.add_argument(
         "--force",
@@ -441,6 +587,11 @@ def main(argv=None):
             else (lambda m: print(m, file=sys.stderr, flush=True))
         )
         reports, passed, model = run_export(args, log)
+    except AccuracyBudgetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        print(format_measurements(error.measurements), file=sys.stderr)
+        print(f"nothing was written at {args.to!r}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

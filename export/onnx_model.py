@@ -3,11 +3,14 @@
 import contextlib
 import logging
 import os
+import tempfile
 
 import numpy as np
 
+from export._common import as_image_array
 from export._common import class_names_of
 from export._common import prepare
+from export._common import to_pixels
 from export._common import write_verified
 from export._metadata import describe
 from export._metadata import embed_onnx_metadata
@@ -15,7 +18,13 @@ from export._model import float32_model
 from export._model import image_spec
 from export._model import output_names
 from export._model import serving_function
+from export.quantize import DEFAULT_KEEP_FLOAT
+from export.quantize import check_keep_float
+from export.quantize import quantize_onnx
 from keras_vit.preprocessing import DEFAULT_INPUT_RANGE
+
+# As for TFLite (`export.tflite.DEFAULT_MIN_TOP1_AGREEMENT`).
+DEFAULT_MIN_TOP1_AGREEMENT = 0.95
 
 # A protobuf message cannot exceed 2 GiB; graph structure comes on top of
 # the weights, so switch to external data a little before that.
@@ -154,6 +163,11 @@ def export_onnx(
     preprocessing=False,
     input_range=DEFAULT_INPUT_RANGE,
     class_names=None,
+    quantize=None,
+    representative_data=None,
+    keep_float=DEFAULT_KEEP_FLOAT,
+    min_top1_agreement=DEFAULT_MIN_TOP1_AGREEMENT,
+    force=False,
 ):
     """Exports `model` to an `.onnx` file and proves it computes the same.
 
@@ -185,6 +199,14 @@ def export_onnx(
             training. Defaults to `(-1.0, 1.0)`.
         class_names: list of str, or `None` for the names the model
             carries. Defaults to `None`.
+        quantize: `None` (float32), `"dynamic"` (int8 weights) or `"int8"`
+            (ONNX Runtime static QDQ quantization of weights and
+            activations, calibrated on `representative_data`, the
+            `keep_float` op groups and the preprocessing left in float).
+            A quantized file must pick the float model's class on
+            `min_top1_agreement` of the samples, unless `force`.
+        representative_data: training images, as for `export_tflite`.
+        keep_float: as for `export_tflite`.
 
     Returns:
         A `VerificationReport`.
@@ -200,12 +222,42 @@ def export_onnx(
     )
     if external_data is None:
         external_data = _weight_bytes(model) > EXTERNAL_DATA_THRESHOLD
+    if quantize not in (None, "dynamic", "int8"):
+        raise ValueError(
+            'ONNX `quantize` must be None, "dynamic" or "int8". '
+            f"Received: quantize={quantize!r}"
+        )
+    keep_float = check_keep_float(keep_float)
+    calibration = as_image_array(
+        representative_data, image_spec(model), "representative_data", 200
+    )
+    if quantize == "int8" and calibration is None:
+        raise ValueError(
+            'ONNX int8 (quantize="int8") calibrates activation ranges on '
+            "real inputs; pass `representative_data`, images from the "
+            "training set. Received: representative_data=None"
+        )
+    if calibration is not None and preprocessing:
+        calibration = to_pixels(calibration, input_range)
     model_proto, external = convert(
         model, opset, external_data, preprocessing, input_range, names
     )
+
+    def write(staged):
+        if quantize is None:
+            write_onnx(model_proto, external, staged)
+            return
+        with tempfile.TemporaryDirectory() as scratch:
+            plain = os.path.join(scratch, "float.onnx")
+            write_onnx(model_proto, external, plain)
+            quantize_onnx(plain, staged, quantize, calibration, keep_float)
+
     return write_verified(
         model,
         path,
         samples,
-        lambda staged: write_onnx(model_proto, external, staged),
+        write,
+        force=force,
+        min_top1_agreement=None if quantize is None else min_top1_agreement,
+        quantize=quantize,
     )

@@ -9,12 +9,15 @@ import tensorflow as tf
 from export._common import as_image_array
 from export._common import class_names_of
 from export._common import prepare
+from export._common import to_pixels
 from export._common import write_verified
 from export._metadata import describe
 from export._metadata import embed_tflite_metadata
 from export._model import float32_model
 from export._model import image_spec
 from export._model import output_names
+from export.quantize import DEFAULT_KEEP_FLOAT
+from export.quantize import check_keep_float
 from export.saved_model import write_saved_model
 from keras_vit.preprocessing import DEFAULT_INPUT_RANGE
 
@@ -38,13 +41,6 @@ class UnsupportedOpsError(ValueError):
     """The model needs ops that the TFLite built-in op set does not have."""
 
 
-def _to_pixels(images, input_range):
-    """Model inputs in `input_range` back to the `uint8` pixels they were."""
-    low, high = input_range
-    pixels = (np.asarray(images, np.float32) - low) * (255.0 / (high - low))
-    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
-
-
 def _converter(saved_model_dir, quantize, calibration):
     converter = tf.lite.TFLiteConverter.from_saved_model(
         saved_model_dir, signature_keys=["serving_default"]
@@ -55,9 +51,6 @@ def _converter(saved_model_dir, quantize, calibration):
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif quantize == "int8":
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
-        ]
 
         def representative_dataset():
             for image in calibration:
@@ -65,6 +58,34 @@ def _converter(saved_model_dir, quantize, calibration):
 
         converter.representative_dataset = representative_dataset
     return converter
+
+
+def _convert_int8(saved_model_dir, calibration, keep_float):
+    """Int8 with the ops of `keep_float` and the preprocessing in float.
+
+    The ops are found by name and type in a float conversion, then denied
+    quantization through TFLite's quantization debugger; everything else
+    (the linear layers, attention products, residual adds) is int8.
+    """
+    from export.quantize import tflite_float_nodes
+
+    plain = _converter(saved_model_dir, None, None).convert()
+    nodes = tflite_float_nodes(plain, keep_float)
+    converter = _converter(saved_model_dir, "int8", calibration)
+    if not nodes:
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        ]
+        return converter.convert()
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=nodes
+    )
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter,
+        debug_dataset=converter.representative_dataset,
+        debug_options=options,
+    )
+    return debugger.get_nondebug_quantized_model()
 
 
 def _select_ops(message):
@@ -82,8 +103,12 @@ def convert(
     preprocessing=False,
     input_range=DEFAULT_INPUT_RANGE,
     class_names=None,
+    keep_float=DEFAULT_KEEP_FLOAT,
 ):
     """Returns the bytes of a TFLite flatbuffer of `model`.
+
+    For `quantize="int8"`, `keep_float` names the op groups left in float
+    (`export.quantize.KEEP_FLOAT`); the preprocessing always is.
 
     The flatbuffer carries its description and class names
     (`export._metadata.embed_tflite_metadata`). Raises
@@ -110,7 +135,7 @@ def convert(
         )
     if calibration is not None:
         calibration = (
-            _to_pixels(calibration, input_range)
+            to_pixels(calibration, input_range)
             if preprocessing
             else calibration.astype(np.float32)
         )
@@ -122,9 +147,14 @@ def convert(
             input_range=input_range,
             extra_signatures=False,
         )
-        converter = _converter(saved_model_dir, quantize, calibration)
         try:
-            flatbuffer = converter.convert()
+            if quantize == "int8":
+                flatbuffer = _convert_int8(
+                    saved_model_dir, calibration, keep_float
+                )
+            else:
+                converter = _converter(saved_model_dir, quantize, calibration)
+                flatbuffer = converter.convert()
         except Exception as error:  # The converter raises several types.
             ops = _select_ops(str(error))
             if ops:
@@ -167,6 +197,7 @@ def export_tflite(
     preprocessing=False,
     input_range=DEFAULT_INPUT_RANGE,
     class_names=None,
+    keep_float=DEFAULT_KEEP_FLOAT,
 ):
     """Exports `model` to a `.tflite` file and proves it computes the same.
 
@@ -212,6 +243,11 @@ def export_tflite(
             training. Defaults to `(-1.0, 1.0)`.
         class_names: list of str, or `None` for the names the model
             carries. Defaults to `None`.
+        keep_float: for `"int8"`, the op groups kept in float, among
+            `"layer_norm"`, `"softmax"`, `"gelu"`, `"patch_embedding"`,
+            `"head"`; `()` quantizes everything but the preprocessing.
+            Defaults to LayerNorm, softmax and GELU, which keeps a ViT's
+            accuracy where full int8 loses it (`export.quantize`).
 
     Returns:
         A `VerificationReport`.
@@ -236,7 +272,13 @@ def export_tflite(
         model, path, overwrite, samples, preprocessing, input_range
     )
     flatbuffer = convert(
-        model, quantize, calibration, preprocessing, input_range, names
+        model,
+        quantize,
+        calibration,
+        preprocessing,
+        input_range,
+        names,
+        check_keep_float(keep_float),
     )
 
     def write(staged):

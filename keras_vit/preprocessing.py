@@ -143,7 +143,7 @@ def list_images(folder):
     """Image files under `folder` (any depth), sorted."""
     return sorted(
         os.path.join(root, name)
-        for root, _, names in os.walk(folder)
+        for root, _, names in os.walk(folder, followlinks=True)
         for name in names
         if name.lower().endswith(IMAGE_EXTENSIONS)
     )
