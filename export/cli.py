@@ -516,7 +516,8 @@ def export_parser():
         help="int8: build full int8, ViT-aware int8 (LayerNorm, softmax, "
         "GELU in float) and ViT-aware with float patch embedding and head; "
         "measure each on --samples (labelled: accuracy; else top-1 "
-        "agreement); keep the smallest within POINTS of the float model, "
+        "agreement); keep the smallest (then fastest) within POINTS of the "
+        "float model, "
         "or refuse with the numbers (default 0.5)",
     )
     parser.add_argument(

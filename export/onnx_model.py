@@ -251,6 +251,9 @@ def export_onnx(
             plain = os.path.join(scratch, "float.onnx")
             write_onnx(model_proto, external, plain)
             quantize_onnx(plain, staged, quantize, calibration, keep_float)
+        import onnx
+
+        onnx.checker.check_model(staged, full_check=True)
 
     return write_verified(
         model,

@@ -8,8 +8,9 @@ int8 LiteRT 71.6% vs 73.3% float; LayerNorm, softmax and GELU in float
 72.9%.
 
 `KEEP_FLOAT` names the groups that can stay float; `CANDIDATES` the sets
-measured by `choose`, which picks the smallest file (then the fastest)
-whose accuracy is within `max_accuracy_drop` points of the float model's.
+measured by `choose`, which picks the smallest file, then the fastest,
+whose accuracy is within `max_accuracy_drop` points of the float model's
+(sizes within 5% counting as equal, the fastest of them).
 """
 
 import dataclasses
@@ -274,7 +275,12 @@ def choose(
             "or use --quantize dynamic or float16.",
             measurements,
         )
-    best = min(fitting, key=lambda m: (m.size_bytes, m.latency_ms))
+    # Sizes within 5% of the smallest count as equal; among them the
+    # fastest wins (full int8 is often the slowest: its quantize and
+    # dequantize steps around the float ops cost more than they save).
+    smallest = min(m.size_bytes for m in fitting)
+    small = [m for m in fitting if m.size_bytes <= smallest * 1.05]
+    best = min(small, key=lambda m: (m.latency_ms, m.size_bytes))
     return paths[best.candidate], best, measurements
 
 
@@ -294,14 +300,14 @@ def _describe(m):
 
 def format_measurements(measurements):
     lines = [
-        f"{'candidate':16s} {'kept float':44s} {'MiB':>6s} {'acc %':>6s} "
+        f"{'candidate':16s} {'kept float':52s} {'MiB':>6s} {'acc %':>6s} "
         f"{'drop':>6s} {'agree %':>7s} {'b=1 ms':>7s}"
     ]
     for m in measurements:
         accuracy = "-" if m.accuracy is None else f"{m.accuracy:.2f}"
         kept = ", ".join(m.keep_float) or "nothing"
         lines.append(
-            f"{m.candidate:16s} {kept:44s} {m.size_bytes / 2**20:6.2f} "
+            f"{m.candidate:16s} {kept:52s} {m.size_bytes / 2**20:6.2f} "
             f"{accuracy:>6s} {m.drop:6.2f} {m.agreement:7.2f} "
             f"{m.latency_ms:7.2f}" + ("" if m.within_budget else "  over")
         )

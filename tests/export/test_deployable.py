@@ -229,3 +229,32 @@ def test_the_budget_picks_the_smallest_file_within_it(tmp_path, monkeypatch):
         "within 5 points" in message and "full: 70.00%, drop 30.00" in message
     )
     assert len(info.value.measurements) == 3
+
+
+def test_a_grayscale_model_takes_gray_pixels_and_encoded_colour_files(
+    tmp_path,
+):
+    import keras_vit
+
+    model = keras_vit.build_vit(
+        image_size=8,
+        patch_size=4,
+        hidden_dim=8,
+        depth=1,
+        num_heads=2,
+        mlp_dim=16,
+        num_classes=4,
+        channels=1,
+        classifier_activation="softmax",
+    )
+    report = export_saved_model(model, tmp_path / "sm", preprocessing=True)
+    assert report.passed and "bytes" in report.max_abs_diff
+    report = export_tflite(model, tmp_path / "m.tflite", preprocessing=True)
+    assert report.passed
+    meta = read_tflite_metadata(tmp_path / "m.tflite")
+    assert meta["input"]["shape"] == [None, None, None, 1]
+    assert meta["input"]["color"] == "grayscale"
+    # A softmax head's output is already probabilities: no second softmax.
+    assert meta["outputs"] == ["probabilities"]
+    assert meta["class_names"] is None
+    assert read_tflite_labels(tmp_path / "m.tflite") is None
