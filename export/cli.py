@@ -256,17 +256,13 @@ def _choose_int8(fmt, model, representative, evaluation, args, options):
 
 def run_export(args, log):
     target = check_target(args.to, args.overwrite)
-    if (
-        args.quantize
-        and "tflite" not in args.formats
-        and (
-            "onnx" not in args.formats
-            or not set(args.quantize) & set(ONNX_QUANTIZE)
-        )
+    tflite_only = [m for m in args.quantize if m not in ONNX_QUANTIZE]
+    if "tflite" not in args.formats and (
+        tflite_only or (args.quantize and "onnx" not in args.formats)
     ):
         raise ValueError(
             "--quantize applies to TFLite (float16, dynamic, int8) and ONNX "
-            "(dynamic, int8); add tflite or onnx to --formats. Received: "
+            "(dynamic, int8); add tflite (or onnx) to --formats. Received: "
             f"--formats {','.join(args.formats)} --quantize "
             f"{','.join(args.quantize)}"
         )

@@ -4,6 +4,7 @@ from keras_vit import activations
 from keras_vit import data
 from keras_vit import fused
 from keras_vit import layers
+from keras_vit import preprocessing
 from keras_vit import presets
 from keras_vit import training
 from keras_vit.attention import attention_maps
@@ -43,6 +44,7 @@ __all__ = [
     "list_presets",
     "load_weights",
     "mean_attention_distance",
+    "preprocessing",
     "preset_labels",
     "presets",
     "save_npz",

@@ -213,7 +213,19 @@ def test_failed_verification_writes_nothing(saved_model_file, tmp_path, capsys):
                 "--quantize",
                 "float16",
             ],
-            "add tflite to --formats",
+            "add tflite (or onnx) to --formats",
+        ),
+        (
+            [
+                "{model}",
+                "--to",
+                "out",
+                "--formats",
+                "saved_model",
+                "--quantize",
+                "dynamic",
+            ],
+            "add tflite (or onnx) to --formats",
         ),
         (
             ["{model}", "--to", "out", "--representative-data", "nope.npy"],
