@@ -16,11 +16,12 @@ kernel), then checked completely before any weight is assigned.
 `save_npz(model, path)` writes that layout back.
 """
 
-import json
 import logging
 import os
 import re
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -40,51 +41,82 @@ class CheckpointError(ValueError):
 # ---------------------------------------------------------------- reading
 
 
+_DAMAGED = "a cut or damaged download? Delete it and download it again"
+
+
 def _read_safetensors(path):
-    """A minimal reader of the safetensors format (no extra dependency)."""
-    dtypes = {
-        "F64": np.float64,
-        "F32": np.float32,
-        "F16": np.float16,
-        "I64": np.int64,
-        "I32": np.int32,
-    }
-    with open(path, "rb") as f:
-        size = int.from_bytes(f.read(8), "little")
-        if size <= 0 or size > 100 * 1024**2:
-            raise CheckpointError(f"Not a safetensors file: {path!r}")
-        header = json.loads(f.read(size))
-        data = f.read()
+    """Every tensor of a `.safetensors` file as float32, by name.
+
+    Read through the `safetensors` package: the file is memory-mapped and
+    its header validated (JSON object, known dtypes, shapes matching the
+    byte ranges, ranges covering the data exactly) before any tensor is
+    read; tensors are then converted one at a time, so the file is never
+    held twice. bfloat16 tensors are read through `ml_dtypes`.
+    """
+    import ml_dtypes
+    from safetensors import SafetensorError
+    from safetensors import safe_open
+
+    numeric = (np.float64, np.float32, np.float16, ml_dtypes.bfloat16)
     tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        raw = data[start:end]
-        if info["dtype"] == "BF16":
-            bits = np.frombuffer(raw, np.uint16).astype(np.uint32) << 16
-            array = bits.view(np.float32)
-        elif info["dtype"] in dtypes:
-            array = np.frombuffer(raw, dtypes[info["dtype"]])
-        else:
-            raise CheckpointError(
-                f"Unsupported safetensors dtype {info['dtype']} for {name!r}"
-            )
-        tensors[name] = array.reshape(info["shape"]).astype(np.float32)
+    try:
+        with safe_open(path, framework="numpy") as f:
+            for name in f.keys():
+                array = f.get_tensor(name)
+                if array.dtype.kind not in "iu" and array.dtype not in numeric:
+                    raise CheckpointError(
+                        f"Unsupported tensor dtype {array.dtype} for {name!r} "
+                        f"in {path!r}; expected floating point or integer"
+                    )
+                tensors[name] = array.astype(np.float32)
+    except (SafetensorError, TypeError, ValueError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(
+            f"Cannot read {path!r} as a safetensors file: {error} ({_DAMAGED})"
+        ) from None
     return tensors
 
 
+def _read_npz(path):
+    """Every array of a `.npz` file, by name; never runs pickled code."""
+    try:
+        # allow_pickle=False: a checkpoint must never run code when read.
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k]) for k in data.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError) as error:
+        raise CheckpointError(
+            f"Cannot read {path!r} as a .npz archive: "
+            f"{error or type(error).__name__} ({_DAMAGED})"
+        ) from None
+    except ValueError as error:  # pickled objects, a malformed array header
+        raise CheckpointError(
+            f"Cannot read {path!r} as a .npz checkpoint: {error}"
+        ) from None
+    bad = sorted(k for k, v in arrays.items() if v.dtype.kind not in "fiub")
+    if bad:
+        raise CheckpointError(
+            f"{path!r} holds arrays that are not numbers: {bad[:5]}"
+        )
+    return arrays
+
+
 def read_checkpoint(path):
-    """The raw arrays of a `.npz` or `.safetensors` file, by name."""
+    """The raw arrays of a `.npz` or `.safetensors` file, by name.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        CheckpointError: the file is damaged or not a checkpoint; the
+            message names the file and what is wrong.
+        ValueError: an extension other than `.npz` or `.safetensors`.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"No checkpoint file at the given path: {path!r}"
         )
     if path.endswith(".npz"):
-        # allow_pickle=False: a checkpoint must never run code when read.
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: np.asarray(data[k]) for k in data.files}
+        arrays = _read_npz(path)
         for prefix in ("opt/target/", "params/"):
             if any(k.startswith(prefix) for k in arrays):
                 arrays = {

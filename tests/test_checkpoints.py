@@ -284,7 +284,7 @@ def test_unsafe_and_unknown_files(tmp_path):
     model = keras_vit.build_vit(image_size=32, num_classes=5, **CONFIG)
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, head=np.array([object()], dtype=object))
-    with pytest.raises(ValueError, match=r"allow_pickle=False"):
+    with pytest.raises(CheckpointError, match=r"allow_pickle=False"):
         load_weights(model, pickled)
     with pytest.raises(FileNotFoundError, match=r"missing.npz"):
         load_weights(model, tmp_path / "missing.npz")
@@ -313,3 +313,99 @@ def test_attention_maps_of_a_loaded_checkpoint(golden):
     assert maps.shape == (2, 4, 4, 37, 37)
     np.testing.assert_allclose(maps.sum(-1), 1.0, atol=1e-5)
     assert keras_vit.attention_rollout(maps).shape == (4, 6, 6)
+
+
+def _safetensors_bytes(header, data=b""):
+    raw = (
+        json.dumps(header).encode() if not isinstance(header, bytes) else header
+    )
+    return len(raw).to_bytes(8, "little") + raw + data
+
+
+_ONE = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+
+
+@pytest.mark.parametrize(
+    "name, content, what",
+    [
+        ("empty.safetensors", b"", "header too small"),
+        ("not_json.safetensors", _safetensors_bytes(b"{nope"), "invalid JSON"),
+        ("list.safetensors", _safetensors_bytes([1, 2]), "invalid type"),
+        (
+            "no_offsets.safetensors",
+            _safetensors_bytes(
+                {"w": {"dtype": "F32", "shape": [2]}}, b"\0" * 8
+            ),
+            "data_offsets",
+        ),
+        (
+            "past_end.safetensors",
+            _safetensors_bytes(
+                {"w": {**_ONE, "data_offsets": [0, 64]}}, b"\0" * 8
+            ),
+            "",
+        ),
+        (
+            "shape.safetensors",
+            _safetensors_bytes({"w": {**_ONE, "shape": [3]}}, b"\0" * 8),
+            "",
+        ),
+        (
+            "dtype.safetensors",
+            _safetensors_bytes({"w": {**_ONE, "dtype": "TEXT"}}, b"\0" * 8),
+            "",
+        ),
+        ("huge.safetensors", (10**12).to_bytes(8, "little"), "too large"),
+        ("not_zip.npz", b"PK\x03\x04 but not a zip at all", "npz archive"),
+    ],
+)
+def test_malformed_files_raise_checkpoint_error_naming_them(
+    tmp_path, name, content, what
+):
+    model = keras_vit.build_vit(image_size=32, num_classes=5, **CONFIG)
+    before = _weights(model)
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        load_weights(model, path)
+    assert name in str(info.value) and what in str(info.value)
+    for a, b in zip(before, _weights(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("source", [NPZ, SAFETENSORS])
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.99])
+def test_truncated_downloads_raise_checkpoint_error(tmp_path, source, keep):
+    data = source.read_bytes()
+    path = tmp_path / f"cut{source.suffix}"
+    path.write_bytes(data[: int(len(data) * keep)])
+    model = keras_vit.build_vit(image_size=32, num_classes=5, **CONFIG)
+    before = _weights(model)
+    with pytest.raises(CheckpointError, match=r"cut\." + source.suffix[1:]):
+        load_weights(model, path)
+    for a, b in zip(before, _weights(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_safetensors_dtypes_are_read_as_float32(tmp_path):
+    import ml_dtypes
+    from safetensors.numpy import save_file
+
+    from keras_vit.checkpoints import read_checkpoint
+
+    values = np.array([1.5, -2.0, 3.25], dtype=np.float32)
+    path = tmp_path / "mixed.safetensors"
+    save_file(
+        {
+            "bf16": values.astype(ml_dtypes.bfloat16),
+            "f16": values.astype(np.float16),
+            "f64": values.astype(np.float64),
+            "i64": np.arange(3, dtype=np.int64),
+        },
+        str(path),
+    )
+    arrays = read_checkpoint(path)
+    for key in ("bf16", "f16", "f64"):
+        assert arrays[key].dtype == np.float32
+        np.testing.assert_array_equal(arrays[key], values)
+    np.testing.assert_array_equal(arrays["i64"], [0, 1, 2])
