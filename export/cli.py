@@ -592,6 +592,15 @@ def main(argv=None):
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # a full disk, a denied permission, ...
+        from keras_vit.saving import is_write_failure
+        from keras_vit.saving import write_error
+
+        if not is_write_failure(error):
+            raise
+        print(f"error: {write_error(args.to, error)}", file=sys.stderr)
+        print(f"nothing was written at {args.to!r}", file=sys.stderr)
+        return 1
     print(format_table(reports))
     if not passed:
         print(

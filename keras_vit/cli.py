@@ -359,13 +359,28 @@ def _check_out(out, overwrite):
 
 
 def _write_json(path, data):
+    from keras_vit.saving import write_error
+
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    except OSError as error:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise write_error(path, error) from None
 
 
 def run_train(args):
+    from keras_vit.saving import folder_lock
+
+    # One run per folder: a second one exits 1 naming the holder.
+    with folder_lock(args.out):
+        return _train(args)
+
+
+def _train(args):
     import keras
 
     import keras_vit
@@ -965,6 +980,14 @@ def main(argv=None):
         return 0
     except OSError as error:  # a download that failed, a full disk, ...
         message = str(error).strip().splitlines()[0] if str(error) else error
+        print(f"keras-vit {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except Exception as error:  # TensorFlow's own error for a full disk
+        from keras_vit.saving import is_write_failure
+
+        if not is_write_failure(error):
+            raise
+        message = str(error).strip().splitlines()[0]
         print(f"keras-vit {args.command}: error: {message}", file=sys.stderr)
         return 1
 

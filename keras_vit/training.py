@@ -8,6 +8,7 @@ CSV log, TensorBoard and early stopping. `distribution_strategy` picks a
 `tf.distribute` strategy by name.
 """
 
+import csv
 import importlib.util
 import json
 import logging
@@ -170,19 +171,82 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
+        from keras_vit.saving import check_free_space
+        from keras_vit.saving import state_bytes
+        from keras_vit.saving import write_error
+
         weights_tmp = os.path.join(self.backup_dir, "partial.weights.h5")
-        self.model.save_weights(weights_tmp, overwrite=True)
         metadata_tmp = self._training_metadata_path + ".partial"
-        with open(metadata_tmp, "w") as f:
-            json.dump(
-                {"epoch": self._current_epoch, "batch": self._last_batch_seen},
-                f,
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(weights_tmp, self._weights_path)
-        os.replace(metadata_tmp, self._training_metadata_path)
+        try:
+            os.makedirs(self.backup_dir, exist_ok=True)
+            needed = int(state_bytes(self.model) * 1.1) + 2**20
+            check_free_space(weights_tmp, needed)
+            self.model.save_weights(weights_tmp, overwrite=True)
+            with open(metadata_tmp, "w") as f:
+                json.dump(
+                    {
+                        "epoch": self._current_epoch,
+                        "batch": self._last_batch_seen,
+                    },
+                    f,
+                )
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(weights_tmp, self._weights_path)
+            os.replace(metadata_tmp, self._training_metadata_path)
+        except OSError as error:
+            # A full disk or a lost permission: the previous backup stays
+            # complete, the partial files go, and the message names where.
+            for tmp in (weights_tmp, metadata_tmp):
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+            raise write_error(self.backup_dir, error) from None
+
+
+def backed_up_epochs(backup_dir):
+    """Epochs finished by the run whose backup is in `backup_dir` (0: none)."""
+    path = os.path.join(backup_dir, "training_metadata.json")
+    try:
+        with open(path) as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+class ResumableCSVLogger(keras.callbacks.CSVLogger):
+    """`CSVLogger` whose file is one header and one row per finished epoch.
+
+    Listed before the backup callback, an epoch's row is written before its
+    backup; a run killed between the two redoes that epoch on resume. So at
+    the start of every run the file is cut back to the epochs the backup
+    holds (none for a fresh run), and rows are then appended: never a second
+    header, never a repeated or missing epoch.
+    """
+
+    def __init__(self, filename, backup_dir):
+        super().__init__(filename, append=True)
+        self._backup_dir = backup_dir
+
+    def on_train_begin(self, logs=None):
+        done = backed_up_epochs(self._backup_dir)
+        rows = []
+        if os.path.isfile(self.filename):
+            with open(self.filename, newline="") as f:
+                rows = list(csv.reader(f))
+        header = rows[:1]
+        kept = [
+            r
+            for r in rows[1:]
+            if r and r[0] != "epoch" and r[0].isdigit() and int(r[0]) < done
+        ]
+        if rows and not kept:
+            os.remove(self.filename)  # A fresh header comes next.
+        elif rows:
+            tmp = self.filename + ".partial"
+            with open(tmp, "w", newline="") as f:
+                csv.writer(f).writerows(header + kept)
+            os.replace(tmp, self.filename)
+        super().on_train_begin(logs)
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
@@ -232,19 +296,20 @@ def training_callbacks(
       again after a crash resumes from the last finished epoch;
     both replaced atomically, so a crash while writing them leaves the
     previous complete file;
-    - `history.csv`: one row per epoch (appended on resume);
+    - `history.csv`: one header and one row per finished epoch, also
+      after any number of resumes (`ResumableCSVLogger`);
     - `logs/`: TensorBoard, when the tensorboard package is installed;
     - early stopping after `patience` epochs without improvement, if set;
     - `TerminateOnNaN`.
     """
     mode = "min" if "loss" in monitor else "max"
+    backup = os.path.join(out_dir, "backup")
     callbacks = [
-        AtomicBackupAndRestore(os.path.join(out_dir, "backup")),
+        # Before the backup: see ResumableCSVLogger.
+        ResumableCSVLogger(os.path.join(out_dir, "history.csv"), backup),
+        AtomicBackupAndRestore(backup),
         BestModelCheckpoint(
             os.path.join(out_dir, "best.keras"), monitor=monitor, mode=mode
-        ),
-        keras.callbacks.CSVLogger(
-            os.path.join(out_dir, "history.csv"), append=True
         ),
         keras.callbacks.TerminateOnNaN(),
     ]
