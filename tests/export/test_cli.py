@@ -40,6 +40,7 @@ def test_exports_every_format_with_report_and_manifest(
     assert sorted(os.listdir(out)) == [
         "manifest.json",
         "model.float16.tflite",
+        "model.int8.onnx",
         "model.int8.tflite",
         "model.onnx",
         "model.tflite",
@@ -50,7 +51,11 @@ def test_exports_every_format_with_report_and_manifest(
     # The 12 sample arrays as PNG files, and 8 generated files of other
     # sizes and formats, each through the files' own preprocessing.
     assert report["passed"] and report["samples"] == len(samples) + 8
-    assert len(report["reports"]) == 5
+    assert len(report["reports"]) == 6
+    # The int8 files were chosen among measured candidates.
+    for name in ("model.int8.tflite", "model.int8.onnx"):
+        choice = report["int8_choice"][name]
+        assert len(choice["candidates"]) == 3 and choice["labelled"] is False
     for entry in report["reports"]:
         assert entry["passed"]
         if entry["quantize"] is None:
