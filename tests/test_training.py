@@ -92,12 +92,16 @@ def test_callbacks(tmp_path):
     for name in (
         "AtomicBackupAndRestore",
         "BestModelCheckpoint",
-        "CSVLogger",
+        "ResumableCSVLogger",
         "TerminateOnNaN",
         "TensorBoard",
         "EarlyStopping",
     ):
         assert name in kinds
+    # A row is written before its epoch's backup (see ResumableCSVLogger).
+    assert kinds.index("ResumableCSVLogger") < kinds.index(
+        "AtomicBackupAndRestore"
+    )
     kinds = [
         type(c).__name__
         for c in training_callbacks(str(tmp_path), tensorboard=False)
