@@ -213,8 +213,16 @@ def labelled_images(path, image_shape, input_range, class_names, limit=1000):
     return images, labels
 
 
-def _choose_int8(fmt, model, representative, evaluation, args, options):
-    """The `keep_float` of the smallest int8 file within the budget."""
+def _choose_int8(
+    fmt, model, representative, evaluation, samples, path, args, options
+):
+    """Builds the int8 candidates, keeps the best within budget at `path`.
+
+    Each candidate is exported and verified on `samples` like any file,
+    then measured on `evaluation`; the chosen one is moved to `path`, so
+    its verification report is the file's. Returns `(report, chosen
+    measurement, measurements)`.
+    """
     import tempfile
 
     from export._common import to_pixels
@@ -225,24 +233,23 @@ def _choose_int8(fmt, model, representative, evaluation, args, options):
     if args.preprocessing:
         images = to_pixels(images, args.input_range)
     exporter = export_tflite if fmt == "tflite" else export_onnx
-    small = representative[:16]
-    if args.preprocessing:
-        small = as_image_files(small, image_spec(model), args.input_range)
+    reports = {}
 
-    def build(keep_float, path):
-        exporter(
+    def build(keep_float, candidate):
+        reports[candidate] = exporter(
             model,
-            path,
+            candidate,
             quantize="int8",
             representative_data=representative,
-            samples=small,
-            force=True,
+            samples=samples,
+            min_top1_agreement=args.min_top1_agreement,
+            force=True,  # Measured first; refused below if it failed.
             keep_float=keep_float,
             **options,
         )
 
-    with tempfile.TemporaryDirectory() as scratch:
-        _, best, measurements = choose(
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as scratch:
+        chosen, best, measurements = choose(
             build,
             images,
             labels,
@@ -251,7 +258,12 @@ def _choose_int8(fmt, model, representative, evaluation, args, options):
             scratch,
             "." + fmt,
         )
-    return best.keep_float, measurements
+        os.replace(chosen, path)
+        if os.path.isfile(chosen + ".data"):
+            os.replace(chosen + ".data", path + ".data")
+    report = reports[chosen]
+    report.forced = report.forced and args.force
+    return report, best, measurements
 
 
 def run_export(args, log):
@@ -323,23 +335,30 @@ def run_export(args, log):
     with staging_path(target, directory=True) as staging:
         for name, fmt, mode in _jobs(args.formats, args.quantize):
             path = os.path.join(staging, name)
-            keep_float = ()
-            if mode == "int8":
-                log(f"measuring int8 candidates for {name} ...")
-                keep_float, measured = _choose_int8(
-                    fmt, model, representative, evaluation, args, options
-                )
-                choices[name] = {
-                    "max_accuracy_drop": args.max_accuracy_drop,
-                    "labelled": evaluation[1] is not None,
-                    "images": int(len(evaluation[0])),
-                    "chosen_keep_float": list(keep_float),
-                    "candidates": [m.to_dict() for m in measured],
-                }
-                log(format_measurements(measured))
             log(f"exporting {name} ...")
             try:
-                if fmt == "saved_model":
+                if mode == "int8":
+                    log(f"measuring int8 candidates for {name} ...")
+                    report, best, measured = _choose_int8(
+                        fmt,
+                        model,
+                        representative,
+                        evaluation,
+                        samples,
+                        path,
+                        args,
+                        options,
+                    )
+                    choices[name] = {
+                        "max_accuracy_drop": args.max_accuracy_drop,
+                        "labelled": evaluation[1] is not None,
+                        "images": int(len(evaluation[0])),
+                        "chosen": best.candidate,
+                        "chosen_keep_float": list(best.keep_float),
+                        "candidates": [m.to_dict() for m in measured],
+                    }
+                    log(format_measurements(measured))
+                elif fmt == "saved_model":
                     report = export_saved_model(
                         model, path, samples=samples, **options
                     )
@@ -352,7 +371,6 @@ def run_export(args, log):
                         samples=samples,
                         min_top1_agreement=args.min_top1_agreement,
                         force=args.force,
-                        keep_float=keep_float,
                         **options,
                     )
                 else:
@@ -363,7 +381,6 @@ def run_export(args, log):
                         samples=samples,
                         quantize=mode,
                         representative_data=representative,
-                        keep_float=keep_float,
                         min_top1_agreement=args.min_top1_agreement,
                         force=args.force,
                         **options,

@@ -83,23 +83,30 @@ def _matches(name, op_type, keep_float, ops_by_group):
     return False
 
 
-def tflite_float_nodes(flatbuffer, keep_float):
-    """Output tensor names of the ops of a float `.tflite` to keep float."""
+def tflite_ops(flatbuffer):
+    """`(output tensor name, op type)` of every op of a `.tflite` model."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=flatbuffer)
     tensors = interpreter.get_tensor_details()
-    names = []
+    ops = []
     # LiteRT's Python API lists ops only through this method (as
     # `export.tflite._check_builtin_only` does); pinned by
     # tests/export/test_deployable.py's int8 test.
     for op in interpreter._get_ops_details():
         if not len(op["outputs"]) or op["outputs"][0] < 0:
             continue
-        name = tensors[op["outputs"][0]]["name"]
-        if _matches(name, op["op_name"], keep_float, _TFLITE_OPS):
-            names.append(name)
-    return names
+        ops.append((tensors[op["outputs"][0]]["name"], op["op_name"]))
+    return ops
+
+
+def tflite_float_nodes(ops, keep_float):
+    """Names, among `tflite_ops` of a float model, of the ops kept float."""
+    return [
+        name
+        for name, op_type in ops
+        if _matches(name, op_type, keep_float, _TFLITE_OPS)
+    ]
 
 
 def onnx_float_nodes(model_proto, keep_float):

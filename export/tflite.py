@@ -2,6 +2,7 @@
 
 import re
 import tempfile
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -60,17 +61,22 @@ def _converter(saved_model_dir, quantize, calibration):
     return converter
 
 
-def _convert_int8(saved_model_dir, calibration, keep_float):
+# Per model, the ops of its float conversion: the int8 candidates of one
+# export share them instead of converting the float model each time.
+_FLOAT_OPS = weakref.WeakKeyDictionary()
+
+
+def _convert_int8(saved_model_dir, calibration, keep_float, float_ops):
     """Int8 with the ops of `keep_float` and the preprocessing in float.
 
-    The ops are found by name and type in a float conversion, then denied
+    The ops are found by name and type in the float conversion
+    (`float_ops`, from `export.quantize.tflite_ops`), then denied
     quantization through TFLite's quantization debugger; everything else
     (the linear layers, attention products, residual adds) is int8.
     """
     from export.quantize import tflite_float_nodes
 
-    plain = _converter(saved_model_dir, None, None).convert()
-    nodes = tflite_float_nodes(plain, keep_float)
+    nodes = tflite_float_nodes(float_ops, keep_float)
     converter = _converter(saved_model_dir, "int8", calibration)
     if not nodes:
         converter.target_spec.supported_ops = [
@@ -149,8 +155,15 @@ def convert(
         )
         try:
             if quantize == "int8":
+                from export.quantize import tflite_ops
+
+                cache = _FLOAT_OPS.setdefault(model, {})
+                key = (preprocessing, tuple(input_range))
+                if key not in cache:
+                    plain = _converter(saved_model_dir, None, None).convert()
+                    cache[key] = tflite_ops(plain)
                 flatbuffer = _convert_int8(
-                    saved_model_dir, calibration, keep_float
+                    saved_model_dir, calibration, keep_float, cache[key]
                 )
             else:
                 converter = _converter(saved_model_dir, quantize, calibration)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import keras_vit
 import keras_vit.saving as saving
 from export.cli import main as export_main
 from keras_vit.cli import main
@@ -19,6 +20,7 @@ from keras_vit.saving import folder_lock
 from keras_vit.saving import save_model_atomic
 from keras_vit.saving import write_error
 from keras_vit.training import AtomicBackupAndRestore
+from tests.test_reliability import TINY as TINY_MODEL
 from tests.test_reliability import _trained_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,7 +217,7 @@ def test_history_is_one_header_and_one_row_per_finished_epoch(tmp_path):
     history.write_text("epoch,loss\n0,1.0\n1,0.9\nepoch,loss\n2,0.8\n")
     (backup / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
     logger = ResumableCSVLogger(str(history), str(backup))
-    logger.set_model(_trained_model())
+    logger.set_model(keras_vit.build_vit(**TINY_MODEL, num_classes=3))
     logger.on_train_begin()
     logger.on_epoch_end(2, {"loss": 0.7})
     logger.on_train_end()
@@ -227,7 +229,7 @@ def test_history_is_one_header_and_one_row_per_finished_epoch(tmp_path):
     # A fresh run (no backup) starts the file anew.
     (backup / "training_metadata.json").unlink()
     logger = ResumableCSVLogger(str(history), str(backup))
-    logger.set_model(_trained_model())
+    logger.set_model(keras_vit.build_vit(**TINY_MODEL, num_classes=3))
     logger.on_train_begin()
     logger.on_epoch_end(0, {"loss": 2.0})
     logger.on_train_end()
