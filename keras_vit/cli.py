@@ -200,7 +200,17 @@ def build_parser():
         action=argparse.BooleanOptionalAction,
         default=False,
         help="compile train steps with XLA (default off: on CPUs it is no "
-        "faster in float32 and slower in bfloat16, see BENCHMARKS.md)",
+        "faster in float32 and slower in bfloat16, see BENCHMARKS.md); "
+        "needs --no-deterministic, which it implies when not given",
+    )
+    train.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="TensorFlow op determinism: the same command gives bitwise the "
+        "same weights on the same machine (default on, off with "
+        "--jit-compile: XLA does not run under it). On GPUs deterministic "
+        "kernels are slower; --no-deterministic trades that for speed",
     )
     train.add_argument(
         "--strategy",
@@ -375,6 +385,7 @@ def _write_json(path, data):
 def run_train(args):
     from keras_vit.saving import folder_lock
 
+    args.deterministic = _deterministic(args)  # Usage errors before --out.
     # One run per folder: a second one exits 1 naming the holder.
     with folder_lock(args.out):
         return _train(args)
@@ -394,7 +405,7 @@ def _train(args):
     from keras_vit.training import set_determinism
 
     resuming = _check_out(args.out, args.overwrite)
-    set_determinism(args.seed)
+    set_determinism(args.seed, ops=args.deterministic)
     strategy = distribution_strategy(args.strategy)
 
     native = native_image_shape(args.dataset, args.data_dir)
@@ -459,6 +470,8 @@ def _train(args):
         "dataset": args.dataset,
         "seed": args.seed,
         "precision": precision,
+        "deterministic": args.deterministic,
+        "jit_compile": args.jit_compile,
         "strategy": args.strategy,
         "replicas": strategy.num_replicas_in_sync,
         "recipe": reason,
@@ -484,6 +497,18 @@ def _train(args):
     _write_json(os.path.join(args.out, "metrics.json"), metrics)
     print(json.dumps(metrics))
     return 0
+
+
+def _deterministic(args):
+    """--deterministic, resolved: on unless --jit-compile asks for XLA."""
+    if args.deterministic is None:
+        return not args.jit_compile
+    if args.deterministic and args.jit_compile:
+        raise UsageError(
+            "--jit-compile and --deterministic conflict: Keras compiles no "
+            "XLA under TensorFlow op determinism; drop one of them"
+        )
+    return args.deterministic
 
 
 _SHARED_OVERRIDES = (

@@ -158,6 +158,16 @@ def compile_for_training(
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,
     )
+    if jit_compile and not model.jit_compile:
+        # Keras turns XLA off with only a warning, e.g. under TensorFlow op
+        # determinism (`set_determinism(seed, ops=True)`).
+        raise ValueError(
+            "`jit_compile=True` cannot be honoured: Keras does not compile "
+            "this model with XLA while TensorFlow op determinism is on or a "
+            "layer does not support XLA. Turn determinism off "
+            "(`set_determinism(seed, ops=False)`, `--no-deterministic`) or "
+            "pass `jit_compile=False`."
+        )
     return model
 
 
@@ -422,10 +432,18 @@ def distribution_strategy(name="auto"):
     return tf.distribute.TPUStrategy(resolver)
 
 
-def set_determinism(seed):
-    """Seeds Python, NumPy and TensorFlow and makes TF ops deterministic."""
+def set_determinism(seed, ops=True):
+    """Seeds Python, NumPy and TensorFlow; with `ops`, deterministic TF ops.
+
+    Op determinism (`tf.config.experimental.enable_op_determinism`) makes
+    two runs bitwise identical on one machine, at a cost: GPU kernels switch
+    to deterministic algorithms (slower), a few ops run on the CPU, and
+    Keras compiles no XLA (`compile_for_training(jit_compile=True)` then
+    raises). TensorFlow offers no way to turn it off again in a process.
+    """
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if ops:
+        tf.config.experimental.enable_op_determinism()
 
 
 def fit_with_strategy_loop(

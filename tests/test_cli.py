@@ -283,11 +283,10 @@ def test_help_is_complete(command, capsys):
     [
         ["--precision", "mixed_bfloat16"],
         ["--precision", "mixed_float16"],
-        ["--jit-compile"],
         ["--hidden-dim", "128", "--mlp-dim", "128"],  # --precision auto
     ],
 )
-def test_precision_and_xla_options_train(options, tmp_path, capsys):
+def test_precision_options_train(options, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "--out", str(out), "--epochs", "1", *TINY, *options])
     assert code == 0
@@ -492,3 +491,52 @@ def test_a_softmax_head_is_not_softmaxed_twice(tmp_path, capsys):
     log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
     expected = -(labels * log_p).sum(-1).mean()
     assert loss == pytest.approx(expected, rel=1e-3)
+
+
+def test_xla_and_determinism_are_separate_explicit_choices(tmp_path, capsys):
+    from keras_vit.cli import _deterministic
+    from keras_vit.cli import build_parser
+
+    def resolved(*flags):
+        args = build_parser().parse_args(
+            ["train", "--out", str(tmp_path), *flags]
+        )
+        return _deterministic(args)
+
+    assert resolved() is True
+    assert resolved("--jit-compile") is False
+    assert resolved("--no-deterministic") is False
+    code = main(
+        [
+            "train",
+            "--out",
+            str(tmp_path / "run"),
+            "--jit-compile",
+            "--deterministic",
+            *TINY,
+        ]
+    )
+    assert code == 2
+    message = capsys.readouterr().err
+    assert "--jit-compile and --deterministic conflict" in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_jit_compile_trains_with_xla_and_without_op_determinism(tmp_path):
+    # A fresh process: op determinism, once on, stays on in a process.
+    out = tmp_path / "run"
+    result = subprocess.run(
+        _cli("train", "--out", out, "--epochs", "1", "--jit-compile", *TINY),
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((out / "config.json").read_text())
+    # compile_for_training raises if Keras would drop XLA.
+    assert config["jit_compile"] is True
+    assert config["deterministic"] is False
+    assert np.isfinite(
+        json.loads((out / "metrics.json").read_text())["test_loss"]
+    )

@@ -167,3 +167,13 @@ def test_hardware_precision_on_gpus(capability, expected, monkeypatch):
         lambda device: {"compute_capability": capability},
     )
     assert hardware_precision(32) == expected
+
+
+def test_xla_is_refused_loudly_under_op_determinism():
+    # Keras itself only warns and trains without XLA.
+    from keras_vit.training import set_determinism
+
+    set_determinism(0, ops=True)
+    model = build_vit(**TINY, num_classes=3)
+    with pytest.raises(ValueError, match="op determinism is on"):
+        compile_for_training(model, total_steps=10, jit_compile=True)
