@@ -5,8 +5,6 @@ import os
 import numpy as np
 
 from export._files import check_target
-from export._files import publish
-from export._files import staging_path
 from export._model import image_spec
 from export.samples import ImageFiles
 from export.samples import as_image_files
@@ -14,6 +12,8 @@ from export.verify import VerificationError
 from export.verify import check_samples
 from export.verify import default_samples
 from export.verify import verify
+from keras_vit.files import publish
+from keras_vit.files import staging_path
 from keras_vit.preprocessing import DEFAULT_INPUT_RANGE
 
 

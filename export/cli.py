@@ -9,15 +9,12 @@ python -m export bench DIR [--model MODEL.keras] [--batch-size 8]
 import argparse
 import datetime
 import hashlib
-import json
 import os
 import sys
 
 import numpy as np
 
 from export._files import check_target
-from export._files import publish
-from export._files import staging_path
 from export._metadata import describe
 from export._model import image_spec
 from export._model import load_model
@@ -35,6 +32,9 @@ from export.verify import artifact_size
 from export.verify import check_samples
 from export.verify import default_samples
 from export.verify import format_table
+from keras_vit.files import publish
+from keras_vit.files import staging_path
+from keras_vit.files import write_json
 from keras_vit.preprocessing import IMAGE_EXTENSIONS
 from keras_vit.preprocessing import BadImageError
 from keras_vit.preprocessing import list_images
@@ -258,9 +258,9 @@ def _choose_int8(
             scratch,
             "." + fmt,
         )
-        os.replace(chosen, path)
+        publish(chosen, path)
         if os.path.isfile(chosen + ".data"):
-            os.replace(chosen + ".data", path + ".data")
+            publish(chosen + ".data", path + ".data")
     report = reports[chosen]
     report.forced = report.forced and args.force
     return report, best, measurements
@@ -410,8 +410,7 @@ def run_export(args, log):
             ("report.json", report_data),
             ("manifest.json", manifest),
         ):
-            with open(os.path.join(staging, name), "w") as f:
-                json.dump(data, f, indent=2)
+            write_json(os.path.join(staging, name), data)
         if passed:
             publish(staging, target)
     return reports, passed, model
@@ -455,8 +454,7 @@ def run_bench(args):
     )
     print(format_bench(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        write_json(args.json, rows)
 
 
 def export_parser():
@@ -610,8 +608,8 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # a full disk, a denied permission, ...
-        from keras_vit.saving import is_write_failure
-        from keras_vit.saving import write_error
+        from keras_vit.files import is_write_failure
+        from keras_vit.files import write_error
 
         if not is_write_failure(error):
             raise

@@ -19,7 +19,6 @@ kernel), then checked completely before any weight is assigned.
 import logging
 import os
 import re
-import tempfile
 import zipfile
 import zlib
 
@@ -628,15 +627,7 @@ def save_npz(model, path, overwrite=False):
             f"{path!r} exists; pass overwrite=True to replace it"
         )
     arrays = model_arrays(model)
-    from keras_vit.saving import default_permissions
+    from keras_vit.files import atomic_path
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
-        default_permissions(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

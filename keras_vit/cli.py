@@ -368,22 +368,8 @@ def _check_out(out, overwrite):
     return resuming
 
 
-def _write_json(path, data):
-    from keras_vit.saving import write_error
-
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except OSError as error:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise write_error(path, error) from None
-
-
 def run_train(args):
-    from keras_vit.saving import folder_lock
+    from keras_vit.files import folder_lock
 
     args.deterministic = _deterministic(args)  # Usage errors before --out.
     # One run per folder: a second one exits 1 naming the holder.
@@ -398,6 +384,7 @@ def _train(args):
     from keras_vit.data import count_examples
     from keras_vit.data import load_datasets
     from keras_vit.data import native_image_shape
+    from keras_vit.files import write_json
     from keras_vit.recipes import MODEL_KEYS
     from keras_vit.training import compile_for_training
     from keras_vit.training import distribution_strategy
@@ -482,8 +469,8 @@ def _train(args):
         ),
         **config,
     }
-    _write_json(os.path.join(args.out, "config.json"), run_config)
-    _write_json(os.path.join(args.out, "labels.json"), data.class_names)
+    write_json(os.path.join(args.out, "config.json"), run_config)
+    write_json(os.path.join(args.out, "labels.json"), data.class_names)
     started = time.time()
     if args.strategy == "multiworker":
         metrics = _fit_multiworker(model, data, config, strategy, args.out)
@@ -494,7 +481,7 @@ def _train(args):
         "resumed": resuming,
         **metrics,
     }
-    _write_json(os.path.join(args.out, "metrics.json"), metrics)
+    write_json(os.path.join(args.out, "metrics.json"), metrics)
     print(json.dumps(metrics))
     return 0
 
@@ -908,13 +895,13 @@ def run_weights(args):
 
 
 def run_attention(args):
-
     from keras_vit.attention import attention_maps
     from keras_vit.attention import attention_rollout
     from keras_vit.attention import class_token_attention
     from keras_vit.attention import mean_attention_distance
     from keras_vit.attention import model_grid
     from keras_vit.attention import model_patch_size
+    from keras_vit.files import atomic_path
     from keras_vit.plots import plot_head_maps
     from keras_vit.plots import plot_mean_attention_distance
     from keras_vit.plots import plot_rollout
@@ -977,8 +964,8 @@ def run_attention(args):
     )
     for figure, name in figures:
         path = os.path.join(args.out, name)
-        figure.savefig(path + ".tmp.png")
-        os.replace(path + ".tmp.png", path)
+        with atomic_path(path, suffix=".png") as tmp:
+            figure.savefig(tmp)
         print(path)
     return 0
 
@@ -1008,7 +995,7 @@ def main(argv=None):
         print(f"keras-vit {args.command}: error: {message}", file=sys.stderr)
         return 1
     except Exception as error:  # TensorFlow's own error for a full disk
-        from keras_vit.saving import is_write_failure
+        from keras_vit.files import is_write_failure
 
         if not is_write_failure(error):
             raise

@@ -370,6 +370,8 @@ def _keras_progress(progress):
 def _download(preset, target, progress):
     from keras.utils import get_file
 
+    from keras_vit.files import publish
+
     os.makedirs(os.path.dirname(target), exist_ok=True)
     workdir = tempfile.mkdtemp(prefix=".download-", dir=os.path.dirname(target))
     try:
@@ -388,7 +390,7 @@ def _download(preset, target, progress):
                     _manual_hint(preset, target, str(error) or repr(error))
                 ) from error
         verify_file(path, preset)
-        os.replace(path, target)
+        publish(path, target)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return target

@@ -6,17 +6,16 @@ escape the archive. `save_model_atomic` writes to a temporary file and
 renames it, so a crash never leaves a half-written model at the path.
 """
 
-import contextlib
-import errno
-import json
 import os
 import posixpath
-import shutil
-import tempfile
 import zipfile
 
 import keras
 import numpy as np
+
+from keras_vit.files import atomic_path
+from keras_vit.files import check_free_space
+from keras_vit.files import read_labels
 
 
 class UnsafeModelError(ValueError):
@@ -86,62 +85,6 @@ def load_model(path, unsafe=False):
         raise
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def default_permissions(path):
-    """Gives a file or folder made by `tempfile` the mode `open` would have.
-
-    `tempfile.mkstemp`/`mkdtemp` create private (0600/0700) entries; what
-    is published under its final name should be readable as any file the
-    user writes (`0666`/`0777` less the umask).
-    """
-    mode = 0o777 if os.path.isdir(path) else 0o666
-    os.chmod(path, mode & ~_umask())
-
-
-def write_error(path, error):
-    """An `OSError` that names `path` and the cause, from a failed write.
-
-    A full disk, a read-only filesystem or a denied permission surface in
-    h5py, zipfile and TensorFlow as errors that name neither; the caller
-    re-raises this one instead (`raise write_error(path, e) from None`).
-    Its `str()` is the message alone; `errno` keeps the code.
-    """
-    if str(error).startswith("Cannot write"):
-        return error
-    code = getattr(error, "errno", None)
-    if code is None:
-        text = str(error).lower()
-        for candidate in _WRITE_ERRNOS:
-            if os.strerror(candidate).lower() in text:
-                code = candidate
-                break
-    cause = os.strerror(code) if code else str(error) or type(error).__name__
-    return _message_error(code, f"Cannot write {os.fspath(path)!r}: {cause}")
-
-
-_WRITE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT)
-
-
-def is_write_failure(error):
-    """Whether `error` (of any library) is a full disk, a read-only
-    filesystem or a denied permission."""
-    if getattr(error, "errno", None) in _WRITE_ERRNOS:
-        return True
-    text = str(error).lower()
-    return any(os.strerror(code).lower() in text for code in _WRITE_ERRNOS)
-
-
-def _message_error(code, message):
-    error = OSError(message)
-    error.errno = code
-    return error
-
-
 def state_bytes(model):
     """Bytes of a model's variables and its optimizer's, as saved."""
     variables = list(model.variables)
@@ -157,22 +100,6 @@ def state_bytes(model):
     return total
 
 
-def check_free_space(path, needed):
-    """Raises an `OSError` (ENOSPC) naming `path` if `needed` bytes won't fit.
-
-    Checked before h5py writes: h5py left half-way by a full disk cannot
-    close its file, and the process can then crash at exit.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    free = shutil.disk_usage(directory).free
-    if free < needed:
-        raise _message_error(
-            errno.ENOSPC,
-            f"Cannot write {os.fspath(path)!r}: No space left on device "
-            f"({needed / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free)",
-        )
-
-
 def save_model_atomic(model, path):
     """`model.save(path)` through a temporary file and a rename.
 
@@ -182,85 +109,9 @@ def save_model_atomic(model, path):
             the temporary file is removed and a previous file at `path` is
             left as it was.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.", suffix=".keras", dir=directory
-        )
-    except OSError as error:
-        raise write_error(path, error) from None
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         check_free_space(tmp, int(state_bytes(model) * 1.1) + 2**20)
         model.save(tmp)
-        default_permissions(tmp)
-        os.replace(tmp, path)
-    except OSError as error:
-        raise write_error(path, error) from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-class FolderInUseError(OSError):
-    """Another process holds the lock of an output folder."""
-
-
-@contextlib.contextmanager
-def folder_lock(folder):
-    """Holds an exclusive OS lock on `folder/.lock` while the block runs.
-
-    The lock (`fcntl.flock`; `msvcrt.locking` on Windows) belongs to the
-    open file, so it dies with the process: a killed run never leaves a
-    stale lock, and the same command resumes. The file records the
-    holder's pid for the message a second run gets.
-
-    Raises:
-        FolderInUseError: another process holds the lock; the message names
-            the folder and the holder's pid.
-    """
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, ".lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        try:
-            _lock(fd)
-        except OSError:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
-            error = FolderInUseError(
-                f"{os.fspath(folder)!r} is in use by another run (pid "
-                f"{holder or 'unknown'}); wait for it to finish or choose "
-                "another folder"
-            )
-            error.errno = errno.EBUSY
-            raise error from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        yield
-    finally:
-        os.close(fd)  # Releases the lock.
-
-
-def _lock(fd):
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        import msvcrt
-
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        return
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def _read_labels(path):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No labels file at {path!r}")
-    with open(path) as f:
-        labels = json.load(f)
-    if isinstance(labels, dict):
-        labels = [labels[k] for k in sorted(labels, key=int)]
-    return [str(name) for name in labels]
 
 
 def class_names_for(model, labels_path=None, model_path=None):
@@ -273,12 +124,12 @@ def class_names_for(model, labels_path=None, model_path=None):
     from keras_vit.model import class_names
 
     if labels_path:
-        return _read_labels(labels_path)
+        return read_labels(labels_path)
     names = class_names(model)
     if names is None and model_path is not None:
         beside = os.path.join(
             os.path.dirname(os.path.abspath(model_path)), "labels.json"
         )
         if os.path.isfile(beside):
-            names = _read_labels(beside)
+            names = read_labels(beside)
     return names

@@ -181,18 +181,22 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def _save_model(self):
-        from keras_vit.saving import check_free_space
+        from keras_vit.files import atomic_path
+        from keras_vit.files import check_free_space
+        from keras_vit.files import write_error
         from keras_vit.saving import state_bytes
-        from keras_vit.saving import write_error
 
-        weights_tmp = os.path.join(self.backup_dir, "partial.weights.h5")
-        metadata_tmp = self._training_metadata_path + ".partial"
         try:
             os.makedirs(self.backup_dir, exist_ok=True)
-            needed = int(state_bytes(self.model) * 1.1) + 2**20
-            check_free_space(weights_tmp, needed)
-            self.model.save_weights(weights_tmp, overwrite=True)
-            with open(metadata_tmp, "w") as f:
+        except OSError as error:
+            raise write_error(self.backup_dir, error) from None
+        # Weights first: a crash between the two renames leaves the new
+        # weights with the old epoch count, and that epoch is redone.
+        with atomic_path(self._weights_path, suffix=".weights.h5") as tmp:
+            check_free_space(tmp, int(state_bytes(self.model) * 1.1) + 2**20)
+            self.model.save_weights(tmp, overwrite=True)
+        with atomic_path(self._training_metadata_path) as tmp:
+            with open(tmp, "w") as f:
                 json.dump(
                     {
                         "epoch": self._current_epoch,
@@ -202,15 +206,6 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                 )
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(weights_tmp, self._weights_path)
-            os.replace(metadata_tmp, self._training_metadata_path)
-        except OSError as error:
-            # A full disk or a lost permission: the previous backup stays
-            # complete, the partial files go, and the message names where.
-            for tmp in (weights_tmp, metadata_tmp):
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-            raise write_error(self.backup_dir, error) from None
 
 
 def backed_up_epochs(backup_dir):
@@ -252,10 +247,11 @@ class ResumableCSVLogger(keras.callbacks.CSVLogger):
         if rows and not kept:
             os.remove(self.filename)  # A fresh header comes next.
         elif rows:
-            tmp = self.filename + ".partial"
-            with open(tmp, "w", newline="") as f:
-                csv.writer(f).writerows(header + kept)
-            os.replace(tmp, self.filename)
+            from keras_vit.files import atomic_path
+
+            with atomic_path(self.filename) as tmp:
+                with open(tmp, "w", newline="") as f:
+                    csv.writer(f).writerows(header + kept)
         super().on_train_begin(logs)
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 import keras_vit
-import keras_vit.saving as saving
+import keras_vit.files as files
 from export.cli import main as export_main
 from keras_vit.cli import main
-from keras_vit.saving import FolderInUseError
-from keras_vit.saving import folder_lock
+from keras_vit.files import FolderInUseError
+from keras_vit.files import folder_lock
+from keras_vit.files import write_error
 from keras_vit.saving import save_model_atomic
-from keras_vit.saving import write_error
 from keras_vit.training import AtomicBackupAndRestore
 from tests.test_reliability import TINY as TINY_MODEL
 from tests.test_reliability import _trained_model
@@ -52,7 +52,7 @@ _Usage = collections.namedtuple("_Usage", "total used free")
 
 def _full_disk(monkeypatch, free=1024):
     monkeypatch.setattr(
-        saving.shutil, "disk_usage", lambda _: _Usage(10**9, 10**9, free)
+        files.shutil, "disk_usage", lambda _: _Usage(10**9, 10**9, free)
     )
 
 
@@ -65,7 +65,7 @@ def test_a_second_run_in_the_same_folder_exits_1_naming_the_holder(
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from keras_vit.saving import folder_lock\n"
+            "from keras_vit.files import folder_lock\n"
             "with folder_lock(sys.argv[1]):\n"
             "    print('locked', flush=True)\n"
             "    time.sleep(120)\n",

@@ -241,8 +241,8 @@ def test_files_written_atomically_get_the_usual_permissions(tmp_path):
     import stat
 
     import keras_vit
-    from export._files import publish
-    from export._files import staging_path
+    from keras_vit.files import publish
+    from keras_vit.files import staging_path
     from keras_vit.saving import save_model_atomic
 
     old = os.umask(0o022)
