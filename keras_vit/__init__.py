@@ -1,16 +1,17 @@
-"""keras-vit: Vision Transformers for Keras 3."""
+"""keras-vit: Vision Transformers for Keras 3.
+
+`import keras_vit` loads the model and its layers (registered with Keras, so
+`.keras` files that use them load). The data pipelines (`keras_vit.data`,
+`keras_vit.preprocessing`), the training recipe (`keras_vit.training`) and
+the attention-map tools load on first use.
+"""
+
+import importlib
 
 from keras_vit import activations
-from keras_vit import data
 from keras_vit import fused
 from keras_vit import layers
-from keras_vit import preprocessing
 from keras_vit import presets
-from keras_vit import training
-from keras_vit.attention import attention_maps
-from keras_vit.attention import attention_rollout
-from keras_vit.attention import class_token_attention
-from keras_vit.attention import mean_attention_distance
 from keras_vit.checkpoints import load_weights
 from keras_vit.checkpoints import save_npz
 from keras_vit.model import build_vit
@@ -24,6 +25,28 @@ from keras_vit.variants import VARIANTS
 from keras_vit.variants import decode_variant
 
 __version__ = "0.1.0"
+
+# Loaded on first access: they import tf.data and the training stack.
+_LAZY_MODULES = ("data", "preprocessing", "training")
+_LAZY_NAMES = {
+    "attention_maps": "keras_vit.attention",
+    "attention_rollout": "keras_vit.attention",
+    "class_token_attention": "keras_vit.attention",
+    "mean_attention_distance": "keras_vit.attention",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"keras_vit.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    raise AttributeError(f"module 'keras_vit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
+
 
 __all__ = [
     "VARIANTS",
