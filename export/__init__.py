@@ -19,6 +19,10 @@ trained in mixed precision is exported as its float32 copy
 (`float32_model`): same variables, float32 arithmetic.
 """
 
+from keras_vit.command import quiet_startup
+
+quiet_startup()  # python -m export: quiet TensorFlow before it loads.
+
 from export._files import OutputExistsError
 from export._model import float32_model
 from export.onnx_model import InvalidOnnxError

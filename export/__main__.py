@@ -1,9 +1,5 @@
-import os
 import sys
 
-# TensorFlow's start-up lines would bury the report table.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from export.cli import main  # noqa: E402
+from export.cli import main
 
 sys.exit(main())

@@ -137,9 +137,10 @@ def embed_tflite_metadata(flatbuffer, description):
     """`flatbuffer` with the description, labels and LiteRT metadata added."""
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=flatbuffer)
+    from export._litert import interpreter as make_interpreter
+
+    interpreter = make_interpreter(model_content=flatbuffer)
     runner = interpreter._get_full_signature_list()["serving_default"]
     by_index = {i: k for k, i in runner["outputs"].items()}
     in_index = {i: k for k, i in runner["inputs"].items()}

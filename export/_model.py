@@ -4,11 +4,11 @@ import keras
 import tensorflow as tf
 
 
-def load_model(path, safe_mode=True):
-    """Loads a `.keras` file; Keras' safe mode refuses serialized code."""
+def load_model(path, unsafe=False):
+    """`keras_vit.saving.load_model` (safe mode unless `unsafe`), in float32."""
     from keras_vit.saving import load_model as safe_load
 
-    return float32_model(safe_load(path, unsafe=not safe_mode))
+    return float32_model(safe_load(path, unsafe=unsafe))
 
 
 def float32_model(model):

@@ -32,6 +32,10 @@ from export.verify import artifact_size
 from export.verify import check_samples
 from export.verify import default_samples
 from export.verify import format_table
+from keras_vit.command import Parser
+from keras_vit.command import log_options
+from keras_vit.command import model_file_options
+from keras_vit.command import run
 from keras_vit.files import publish
 from keras_vit.files import staging_path
 from keras_vit.files import write_json
@@ -278,7 +282,7 @@ def run_export(args, log):
             f"--formats {','.join(args.formats)} --quantize "
             f"{','.join(args.quantize)}"
         )
-    model = load_model(args.model, safe_mode=not args.unsafe)
+    model = load_model(args.model, unsafe=args.unsafe)
     shape = image_spec(model)
     representative = None
     if args.representative_data:
@@ -441,11 +445,7 @@ def run_bench(args):
     from export.bench import benchmark
     from export.bench import format_bench
 
-    model = (
-        load_model(args.model, safe_mode=not args.unsafe)
-        if args.model
-        else None
-    )
+    model = load_model(args.model, unsafe=args.unsafe) if args.model else None
     rows = benchmark(
         args.directory,
         model=model,
@@ -457,15 +457,16 @@ def run_bench(args):
         write_json(args.json, rows)
 
 
-def export_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m export",
+def export_parser(prog="python -m export"):
+    parser = Parser(
+        prog=prog,
+        parents=[model_file_options(), log_options()],
         description=(
             "Export a .keras image model to SavedModel, TFLite and ONNX; "
             "reload each artifact in its runtime and compare it with the "
             "model at batch 1 and a larger batch. Writes DIR/report.json and "
             "DIR/manifest.json. Exits 1 if any artifact fails (then nothing "
-            "is written), 2 on a usage error. `python -m export bench DIR` "
+            "is written), 2 on a usage error. `bench DIR` "
             "times the artifacts."
         ),
     )
@@ -551,12 +552,6 @@ def export_parser():
     )
     parser.add_argument("--overwrite", action="store_true", help="replace DIR")
     parser.add_argument(
-        "--unsafe",
-        action="store_true",
-        help="load models that contain serialized Python code (Lambda "
-        "layers); only for files you trust",
-    )
-    parser.add_argument(
         "--bench", action="store_true", help="also time every artifact"
     )
     parser.add_argument(
@@ -565,9 +560,10 @@ def export_parser():
     return parser
 
 
-def bench_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m export bench",
+def bench_parser(prog="python -m export bench"):
+    parser = Parser(
+        prog=prog,
+        parents=[model_file_options(), log_options()],
         description="Median batch-1 and batch-N latency and images/s of every "
         "artifact in an export folder, and of the Keras model, side by side.",
     )
@@ -580,42 +576,38 @@ def bench_parser():
     parser.add_argument(
         "--json", metavar="FILE", help="also write the rows as JSON"
     )
-    parser.add_argument("--unsafe", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
-def main(argv=None):
+def main(argv=None, prog="python -m export"):
+    """Runs the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    bench = bool(argv) and argv[0] == "bench"
-    parser = bench_parser() if bench else export_parser()
-    args = parser.parse_args(argv[1:] if bench else argv)
-    try:
-        if bench:
-            run_bench(args)
-            return 0
-        log = (
-            (lambda _: None)
-            if args.quiet
-            else (lambda m: print(m, file=sys.stderr, flush=True))
-        )
-        reports, passed, model = run_export(args, log)
-    except AccuracyBudgetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        print(format_measurements(error.measurements), file=sys.stderr)
-        print(f"nothing was written at {args.to!r}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:  # a full disk, a denied permission, ...
-        from keras_vit.files import is_write_failure
-        from keras_vit.files import write_error
+    if argv[:1] == ["bench"]:
+        args = bench_parser(f"{prog} bench").parse_args(argv[1:])
+        return run(f"{prog} bench", run_bench, args)
+    args = export_parser(prog).parse_args(argv)
 
-        if not is_write_failure(error):
-            raise
-        print(f"error: {write_error(args.to, error)}", file=sys.stderr)
+    def nothing_written(error):
+        if isinstance(error, AccuracyBudgetError):
+            print(format_measurements(error.measurements), file=sys.stderr)
         print(f"nothing was written at {args.to!r}", file=sys.stderr)
-        return 1
+
+    return run(
+        prog,
+        _export_command,
+        args,
+        on_failure=nothing_written,
+        failures=(AccuracyBudgetError,),
+    )
+
+
+def _export_command(args):
+    log = (
+        (lambda _: None)
+        if args.quiet
+        else (lambda m: print(m, file=sys.stderr, flush=True))
+    )
+    reports, passed, model = run_export(args, log)
     print(format_table(reports))
     if not passed:
         print(

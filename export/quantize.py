@@ -85,9 +85,9 @@ def _matches(name, op_type, keep_float, ops_by_group):
 
 def tflite_ops(flatbuffer):
     """`(output tensor name, op type)` of every op of a `.tflite` model."""
-    from ai_edge_litert.interpreter import Interpreter
+    from export._litert import interpreter as make_interpreter
 
-    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter = make_interpreter(model_content=flatbuffer)
     tensors = interpreter.get_tensor_details()
     ops = []
     # LiteRT's Python API lists ops only through this method (as

@@ -20,6 +20,7 @@ from export._model import output_names
 from export.quantize import DEFAULT_KEEP_FLOAT
 from export.quantize import check_keep_float
 from export.saved_model import write_saved_model
+from keras_vit.command import without_notices
 from keras_vit.preprocessing import DEFAULT_INPUT_RANGE
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
@@ -94,6 +95,28 @@ def _convert_int8(saved_model_dir, calibration, keep_float, float_ops):
     return debugger.get_nondebug_quantized_model()
 
 
+def _convert(
+    model,
+    saved_model_dir,
+    quantize,
+    calibration,
+    keep_float,
+    preprocessing,
+    input_range,
+):
+    if quantize != "int8":
+        return _converter(saved_model_dir, quantize, calibration).convert()
+    from export.quantize import tflite_ops
+
+    # The float model's op list, found once per model and preprocessing.
+    cache = _FLOAT_OPS.setdefault(model, {})
+    key = (preprocessing, tuple(input_range))
+    if key not in cache:
+        plain = _converter(saved_model_dir, None, None).convert()
+        cache[key] = tflite_ops(plain)
+    return _convert_int8(saved_model_dir, calibration, keep_float, cache[key])
+
+
 def _select_ops(message):
     match = re.search(r"TF Select ops: ([^\n]+)", message)
     if match:
@@ -154,20 +177,16 @@ def convert(
             extra_signatures=False,
         )
         try:
-            if quantize == "int8":
-                from export.quantize import tflite_ops
-
-                cache = _FLOAT_OPS.setdefault(model, {})
-                key = (preprocessing, tuple(input_range))
-                if key not in cache:
-                    plain = _converter(saved_model_dir, None, None).convert()
-                    cache[key] = tflite_ops(plain)
-                flatbuffer = _convert_int8(
-                    saved_model_dir, calibration, keep_float, cache[key]
+            with without_notices():
+                flatbuffer = _convert(
+                    model,
+                    saved_model_dir,
+                    quantize,
+                    calibration,
+                    keep_float,
+                    preprocessing,
+                    input_range,
                 )
-            else:
-                converter = _converter(saved_model_dir, quantize, calibration)
-                flatbuffer = converter.convert()
         except Exception as error:  # The converter raises several types.
             ops = _select_ops(str(error))
             if ops:
@@ -185,9 +204,9 @@ def convert(
 
 
 def _check_builtin_only(flatbuffer):
-    from ai_edge_litert.interpreter import Interpreter
+    from export._litert import interpreter as make_interpreter
 
-    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter = make_interpreter(model_content=flatbuffer)
     names = {d["op_name"] for d in interpreter._get_ops_details()}
     custom = sorted(n for n in names if n.startswith("Flex") or n == "CUSTOM")
     if custom:

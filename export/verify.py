@@ -131,9 +131,9 @@ class Runner:
             self._input_name = next(iter(spec))
             dtype = spec[self._input_name].dtype.as_numpy_dtype
         elif self.format == "tflite":
-            from ai_edge_litert.interpreter import Interpreter
+            from export._litert import interpreter as make_interpreter
 
-            self._interpreter = Interpreter(
+            self._interpreter = make_interpreter(
                 model_path=self.path, num_threads=num_threads
             )
             self._fn = self._interpreter.get_signature_runner()

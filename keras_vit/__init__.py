@@ -8,6 +8,10 @@ the attention-map tools load on first use.
 
 import importlib
 
+from keras_vit.command import quiet_startup
+
+quiet_startup()  # A command line: quiet TensorFlow before it loads.
+
 from keras_vit import activations
 from keras_vit import fused
 from keras_vit import layers

@@ -15,17 +15,12 @@ import os
 import sys
 import time
 
+from keras_vit.command import Parser
+from keras_vit.command import UsageError
+from keras_vit.command import log_options
+from keras_vit.command import model_file_options
+from keras_vit.command import run
 from keras_vit.recipes import MODEL_KEYS
-
-
-class UsageError(ValueError):
-    """A command-line mistake, reported in one line with exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # One clear line instead of the usage block.
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _number(convert, valid, expected):
@@ -96,14 +91,17 @@ def build_parser():
     from keras_vit.training import STRATEGIES
     from keras_vit.variants import VARIANTS
 
-    parser = _Parser(
+    parser = Parser(
         prog="keras-vit",
-        description="Train, evaluate and run Vision Transformers.",
+        description="Train, evaluate, run and export Vision Transformers.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    logs = log_options()
+    model_file = model_file_options()
 
     train = commands.add_parser(
         "train",
+        parents=[logs],
         help="train a ViT",
         description="Train a ViT with AdamW, warm-up + cosine decay, label "
         "smoothing and gradient clipping. Writes model.keras (final), "
@@ -227,28 +225,28 @@ def build_parser():
 
     evaluate = commands.add_parser(
         "evaluate",
+        parents=[logs, model_file],
         help="accuracy and loss of a model on a dataset",
-        description="Accuracy and loss of a .keras model on a dataset's test "
-        "split (the same split `train` held out for the same --seed and "
-        "--test-split), or on --split.",
+        description="Accuracy and loss of a .keras model. On the dataset it "
+        "was trained on (config.json beside the model), or on digits and "
+        "tfds: datasets: the test split (the one `train` held out for the "
+        "same --seed and --test-split). On any other image folder: every "
+        "image in it. --split chooses.",
     )
     evaluate.add_argument("model", help="a .keras file")
     _add_data_arguments(evaluate)
     evaluate.add_argument(
         "--split",
-        choices=("test", "validation", "train"),
-        default="test",
+        choices=("test", "validation", "train", "all"),
+        help="default: all for a folder the model was not trained on, "
+        "else test",
     )
     evaluate.add_argument("--batch-size", type=_positive_int, default=128)
     evaluate.add_argument("--json", action="store_true", help="print JSON")
-    evaluate.add_argument(
-        "--unsafe",
-        action="store_true",
-        help="allow model files with serialized Python code (Lambda layers)",
-    )
 
     predict = commands.add_parser(
         "predict",
+        parents=[logs, model_file],
         help="top-k classes of images",
         description="Top-k class names and probabilities for each image. "
         "Images are resized to the model's input and scaled from [0, 255] to "
@@ -273,13 +271,9 @@ def build_parser():
         help="JSON list of class names (default: labels.json beside the model)",
     )
     predict.add_argument("--json", action="store_true", help="print JSON")
-    predict.add_argument(
-        "--unsafe",
-        action="store_true",
-        help="allow model files with serialized Python code (Lambda layers)",
-    )
     attention = commands.add_parser(
         "attention",
+        parents=[logs, model_file],
         help="pictures of where the model looks",
         description="For each image, write NAME_rollout.png (the image and "
         "its attention rollout from the class token, or from the mean patch "
@@ -303,16 +297,17 @@ def build_parser():
     attention.add_argument(
         "--overwrite", action="store_true", help="replace existing PNGs"
     )
-    attention.add_argument(
-        "--unsafe",
-        action="store_true",
-        help="allow model files with serialized Python code (Lambda layers)",
+    _add_weights_command(commands, logs)
+    commands.add_parser(
+        "export",
+        add_help=False,
+        help="SavedModel, TFLite and ONNX files, verified (keras-vit export "
+        "--help; the same as python -m export)",
     )
-    _add_weights_command(commands)
     return parser
 
 
-def _add_weights_command(commands):
+def _add_weights_command(commands, logs):
     weights = commands.add_parser(
         "weights",
         help="pretrained checkpoints: list, download, path",
@@ -324,7 +319,9 @@ def _add_weights_command(commands):
         "KERAS_VIT_OFFLINE=1 never touches the network.",
     )
     actions = weights.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list", help="list the presets")
+    listing = actions.add_parser(
+        "list", parents=[logs], help="list the presets"
+    )
     listing.add_argument("--variant", help="only this ViT size, e.g. B/16")
     listing.add_argument(
         "--labels",
@@ -333,14 +330,18 @@ def _add_weights_command(commands):
     )
     listing.add_argument("--json", action="store_true", help="print JSON")
     download = actions.add_parser(
-        "download", help="download a preset's file into the cache"
+        "download",
+        parents=[logs],
+        help="download a preset's file into the cache",
     )
     download.add_argument("name")
     download.add_argument(
         "--quiet", action="store_true", help="no progress bar"
     )
     where = actions.add_parser(
-        "path", help="print the cached file of a preset (exit 1 if absent)"
+        "path",
+        parents=[logs],
+        help="print the cached file of a preset (exit 1 if absent)",
     )
     where.add_argument("name")
 
@@ -711,22 +712,51 @@ def _fit_multiworker(model, data, config, strategy, out):
     return metrics
 
 
+def _trained_on(model_path):
+    """The --dataset of the run that wrote `model_path`, or `None`."""
+    path = os.path.join(
+        os.path.dirname(os.path.abspath(model_path)), "config.json"
+    )
+    try:
+        with open(path) as f:
+            return json.load(f).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _evaluation_split(args):
+    """`(split, why)`: --split, or the whole of a folder not trained on."""
+    if args.split is not None:
+        return args.split, "--split"
+    if not os.path.isdir(args.dataset):
+        return "test", "the dataset's test split"
+    trained_on = _trained_on(args.model)
+    if trained_on is None:
+        return "all", "a folder; no config.json beside the model names its own"
+    if os.path.isdir(trained_on) and os.path.samefile(trained_on, args.dataset):
+        return "test", "the test split held out from the training folder"
+    return "all", f"a folder the model was not trained on ({trained_on})"
+
+
 def run_evaluate(args):
     import keras
 
     from keras_vit.data import load_datasets
     from keras_vit.model import outputs_probabilities
+    from keras_vit.saving import class_names_for
 
     model = _load_model(args.model, args.unsafe)
     _, height, width, channels = model.input_shape
     num_classes = model.output_shape[-1]
+    split, why = _evaluation_split(args)
+    whole = split == "all"
     data = load_datasets(
         args.dataset,
         image_size=(height, width),
         channels=channels,
         batch_size=args.batch_size,
-        validation_split=args.validation_split,
-        test_split=args.test_split,
+        validation_split=0.0 if whole else args.validation_split,
+        test_split=0.0 if whole else args.test_split,
         seed=args.seed,
         one_hot=True,
         data_dir=args.data_dir,
@@ -737,9 +767,20 @@ def run_evaluate(args):
             f"The model predicts {num_classes} classes but {args.dataset!r} "
             f"has {data.num_classes}"
         )
-    dataset = getattr(data, args.split)
+    names = class_names_for(model, None, args.model)
+    if (
+        names is not None
+        and os.path.isdir(args.dataset)
+        and [str(n) for n in names] != [str(n) for n in data.class_names]
+    ):
+        raise UsageError(
+            f"The class folders of {args.dataset!r} "
+            f"({', '.join(map(str, data.class_names))}) are not the model's "
+            f"classes ({', '.join(map(str, names))})"
+        )
+    dataset = data.train if whole else getattr(data, split)
     if dataset is None:
-        raise UsageError(f"{args.dataset!r} has no {args.split} split")
+        raise UsageError(f"{args.dataset!r} has no {split} split")
     model.compile(
         loss=keras.losses.CategoricalCrossentropy(
             from_logits=not outputs_probabilities(model)
@@ -748,17 +789,25 @@ def run_evaluate(args):
     )
     loss, accuracy = model.evaluate(dataset, verbose=0)
     result = {
-        "split": args.split,
-        "examples": data.sizes[args.split],
+        "dataset": args.dataset,
+        "split": split,
+        "examples": data.sizes["train" if whole else split],
         "accuracy": round(float(accuracy), 4),
         "loss": round(float(loss), 4),
+        "why": why,
     }
     if args.json:
         print(json.dumps(result))
     else:
+        scored = (
+            f"all {result['examples']} images of {args.dataset}"
+            if whole
+            else f"the {split} split of {args.dataset} "
+            f"({result['examples']} examples)"
+        )
         print(
-            f"{args.split}: accuracy {result['accuracy']:.4f}, loss "
-            f"{result['loss']:.4f} on {result['examples']} examples"
+            f"accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
+            f"on {scored}: {why}"
         )
     return 0
 
@@ -972,9 +1021,12 @@ def run_attention(args):
 
 def main(argv=None):
     """Runs the command line; returns the exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["export"]:
+        from export.cli import main as export_main
+
+        return export_main(argv[1:], prog="keras-vit export")
+    args = build_parser().parse_args(argv)
     command = {
         "train": run_train,
         "evaluate": run_evaluate,
@@ -982,26 +1034,7 @@ def main(argv=None):
         "attention": run_attention,
         "weights": run_weights,
     }[args.command]
-    try:
-        return command(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
-        message = str(error).strip().splitlines()[0] if str(error) else error
-        print(f"keras-vit {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # e.g. `keras-vit weights list | head`
-        return 0
-    except OSError as error:  # a download that failed, a full disk, ...
-        message = str(error).strip().splitlines()[0] if str(error) else error
-        print(f"keras-vit {args.command}: error: {message}", file=sys.stderr)
-        return 1
-    except Exception as error:  # TensorFlow's own error for a full disk
-        from keras_vit.files import is_write_failure
-
-        if not is_write_failure(error):
-            raise
-        message = str(error).strip().splitlines()[0]
-        print(f"keras-vit {args.command}: error: {message}", file=sys.stderr)
-        return 1
+    return run(f"keras-vit {args.command}", command, args)
 
 
 if __name__ == "__main__":

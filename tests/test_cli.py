@@ -540,3 +540,80 @@ def test_jit_compile_trains_with_xla_and_without_op_determinism(tmp_path):
     assert np.isfinite(
         json.loads((out / "metrics.json").read_text())["test_loss"]
     )
+
+
+def _digit_folder(root, per_class=4, names=None):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    counts = {}
+    for image, label in zip(digits.images[-200:], digits.target[-200:]):
+        if counts.get(label, 0) == per_class:
+            continue
+        counts[label] = counts.get(label, 0) + 1
+        folder = root / (names[label] if names else str(label))
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = np.round(image * 255 / 16).astype(np.uint8)[..., None]
+        path = folder / f"{label}_{counts[label]}.png"
+        tf.io.write_file(str(path), tf.io.encode_png(pixels))
+    return root
+
+
+def test_evaluate_scores_a_whole_other_folder_without_split_flags(
+    trained, tmp_path, capsys
+):
+    from keras_vit.preprocessing import list_images
+    from keras_vit.preprocessing import read_images
+
+    folder = _digit_folder(tmp_path / "new_digits")
+    model_path = str(trained / "model.keras")
+    assert (
+        main(["evaluate", model_path, "--dataset", str(folder), "--json"]) == 0
+    )
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["split"] == "all" and result["examples"] == 40
+    assert "not trained on" in result["why"]
+    # The same score as predicting every file.
+    model = keras.saving.load_model(model_path)
+    files = list_images(str(folder))
+    labels = [int(os.path.basename(os.path.dirname(f))) for f in files]
+    images = read_images(files, model.input_shape[1:3], 1)
+    predicted = model.predict(images, verbose=0).argmax(-1)
+    assert result["accuracy"] == pytest.approx(
+        np.mean(predicted == np.asarray(labels)), abs=1e-4
+    )
+    assert main(["evaluate", model_path, "--dataset", str(folder)]) == 0
+    assert "on all 40 images of" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_a_folder_of_other_classes(trained, tmp_path, capsys):
+    names = [f"class_{i}" for i in range(10)]
+    folder = _digit_folder(tmp_path / "other", per_class=1, names=names)
+    code = main(
+        ["evaluate", str(trained / "model.keras"), "--dataset", str(folder)]
+    )
+    assert code == 2
+    assert "are not the model's classes" in capsys.readouterr().err
+
+
+def test_evaluate_keeps_the_test_split_of_the_training_folder(tmp_path):
+    from keras_vit.cli import _evaluation_split
+    from keras_vit.cli import build_parser
+
+    trained_on, other = tmp_path / "photos", tmp_path / "more"
+    trained_on.mkdir()
+    other.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    model = str(run / "model.keras")
+
+    def split(*flags):
+        args = build_parser().parse_args(["evaluate", model, *flags])
+        return _evaluation_split(args)[0]
+
+    assert split("--dataset", str(other)) == "all"  # no config.json
+    (run / "config.json").write_text(json.dumps({"dataset": str(trained_on)}))
+    assert split("--dataset", str(trained_on)) == "test"
+    assert split("--dataset", str(other)) == "all"
+    assert split("--dataset", str(other), "--split", "test") == "test"
+    assert split("--dataset", "digits") == "test"

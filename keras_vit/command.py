@@ -1,0 +1,206 @@
+"""What the `keras-vit` and `python -m export` command lines share.
+
+- `Parser`: usage errors in one line, exit status 2.
+- `model_file_options`, `log_options`: the flags both define (`--unsafe`,
+  `--verbose`), defined once, as argparse parent parsers.
+- `run`: one error convention. A mistake the user can fix (a bad value, a
+  missing file, an unknown name: `ValueError`, `TypeError`,
+  `FileNotFoundError`, `ImportError`) prints `PROG: error: MESSAGE` and exits
+  2; a failure of the machine (full disk, lost permission, a download that
+  failed: `OSError`, TensorFlow's own out-of-space errors) prints the same
+  line and exits 1. Anything else is a bug and keeps its traceback.
+- `quiet_startup`: when a command line starts (and neither `--verbose` nor
+  the user's own `TF_CPP_MIN_LOG_LEVEL` says otherwise), TensorFlow's C++
+  log level is set before TensorFlow loads, its start-up banner lines are
+  dropped, and known-harmless warnings are silenced.
+
+Standard library only: it runs before TensorFlow is imported.
+"""
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import warnings
+
+
+class UsageError(ValueError):
+    """A command-line mistake, reported in one line with exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One clear line instead of the usage block.
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def model_file_options():
+    """A parent parser with `--unsafe` (loading `.keras` files with code)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="load model files that contain serialized Python code (Lambda "
+        "layers); only for files you trust",
+    )
+    return parent
+
+
+def log_options():
+    """A parent parser with `--verbose` (TensorFlow's logs and warnings)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's, LiteRT's and the converters' own log lines "
+        "and warnings (hidden by default)",
+    )
+    return parent
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def run(prog, function, args, on_failure=None, failures=()):
+    """Runs `function(args)` under the shared error convention.
+
+    Returns the exit status: `function`'s own (or 0 for `None`), 2 for a
+    usage error, 1 for a failed write or download and for the exception
+    types in `failures` (a command's own "could not be done" errors).
+    `on_failure(error)` may print more lines after a failure's error line.
+    """
+    from keras_vit.files import is_write_failure
+
+    def report(error, status):
+        print(f"{prog}: error: {_first_line(error)}", file=sys.stderr)
+        if on_failure is not None and status == 1:
+            on_failure(error)
+        return status
+
+    try:
+        status = function(args)
+    except failures as error:
+        return report(error, 1)
+    except BrokenPipeError:  # e.g. `keras-vit weights list | head`
+        return 0
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
+        return report(error, 2)
+    except OSError as error:  # a full disk, a failed download, ...
+        return report(error, 1)
+    except Exception as error:  # TensorFlow's own error for a full disk
+        if not is_write_failure(error):
+            raise
+        return report(error, 1)
+    return 0 if status is None else status
+
+
+# Start-up notices of TensorFlow (written through absl before its log level
+# applies) and LiteRT: they say nothing about the user's run.
+_NOTICES = (
+    "Created TensorFlow Lite XNNPACK delegate for CPU",
+    "fully_quantize: ",
+    "All log messages before absl::InitializeLog()",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers",
+    "cpu_feature_guard.cc",
+    "To enable the following instructions",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "computation placer already registered",
+    "TF-TRT Warning",
+)
+# Python warnings that are notices, not problems, in these commands.
+_HARMLESS_WARNINGS = (
+    # LiteRT's tf.lite.Interpreter deprecation notice (the export verifies
+    # with ai_edge_litert's interpreter where it is installed).
+    r".*tf\.lite\.Interpreter is deprecated.*",
+    # Keras' notice when a tf.data pipeline is given with shuffle=True; the
+    # pipelines here shuffle themselves.
+    r".*shuffle.*tf\.data.*",
+    r".*`build\(\)` was called on layer.*",
+)
+# Root-logger warnings of onnxruntime's quantizer: advice, not problems.
+_HARMLESS_LOG_LINES = ("pre-processing before quantization",)
+_COMMAND_MODULES = ("keras_vit", "keras_vit.cli", "export", "export.cli")
+_quiet = False
+
+
+class _DropHarmless(logging.Filter):
+    def filter(self, record):
+        message = record.getMessage()
+        return not any(line in message for line in _HARMLESS_LOG_LINES)
+
+
+def is_command_line():
+    """Whether this process is `keras-vit` or `python -m keras_vit|export`."""
+    if sys.argv and os.path.basename(sys.argv[0]).startswith("keras-vit"):
+        return True
+    argv = getattr(sys, "orig_argv", [])
+    for i, item in enumerate(argv[:-1]):
+        if item == "-m":
+            return argv[i + 1] in _COMMAND_MODULES
+    return False
+
+
+def quiet_startup():
+    """Quiets TensorFlow for a command line; does nothing in other programs.
+
+    Called first thing by the `keras_vit` and `export` packages, so that it
+    runs before TensorFlow loads.
+    """
+    global _quiet
+    if not is_command_line() or "--verbose" in sys.argv[1:]:
+        return
+    _quiet = True
+    logging.getLogger().addFilter(_DropHarmless())
+    for pattern in _HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("tf2onnx", "absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return  # The user's own setting, or too late to apply one.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    with without_notices():
+        import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def without_notices():
+    """Passes stderr (file descriptor 2) through, less `_NOTICES` lines.
+
+    For C++ libraries that announce themselves on stderr whatever the log
+    level (TensorFlow before its logging starts, LiteRT's CPU delegate, the
+    TFLite quantizer). Only in a quiet command line (`quiet_startup`);
+    elsewhere stderr is left alone.
+    """
+    if not _quiet:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real stderr
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode(errors="replace")
+            kept = [
+                line
+                for line in text.splitlines(keepends=True)
+                if not any(mark in line for mark in _NOTICES)
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
