@@ -141,9 +141,9 @@ def embed_tflite_metadata(flatbuffer, description):
     from export._litert import interpreter as make_interpreter
 
     interpreter = make_interpreter(model_content=flatbuffer)
-    runner = interpreter._get_full_signature_list()["serving_default"]
-    by_index = {i: k for k, i in runner["outputs"].items()}
-    in_index = {i: k for k, i in runner["inputs"].items()}
+    runner = interpreter.get_signature_runner("serving_default")
+    by_index = {d["index"]: k for k, d in runner.get_output_details().items()}
+    in_index = {d["index"]: k for k, d in runner.get_input_details().items()}
     output_names = [
         by_index[d["index"]] for d in interpreter.get_output_details()
     ]

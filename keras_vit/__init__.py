@@ -21,6 +21,7 @@ from keras_vit.checkpoints import save_npz
 from keras_vit.model import build_vit
 from keras_vit.model import class_names
 from keras_vit.model import from_preset
+from keras_vit.model import vit_config
 from keras_vit.presets import get_preset
 from keras_vit.presets import imagenet_labels
 from keras_vit.presets import list_presets
@@ -76,4 +77,5 @@ __all__ = [
     "presets",
     "save_npz",
     "training",
+    "vit_config",
 ]

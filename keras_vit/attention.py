@@ -13,51 +13,30 @@ from keras import ops
 
 from keras_vit.layers import TransformerEncoderBlock
 from keras_vit.layers._utils import normalize_pair
+from keras_vit.model import vit_config
 
 HEAD_FUSIONS = ("mean", "max", "min")
-# Every tokenizer `build_vit` offers ends in a class token and a position
-# embedding; the first of these layers a model has cuts images into tokens.
-_TOKENIZERS = ("patch_extractor", "conv_tokenizer")
-_EMBEDDING_STEPS = ("class_token", "position_embedding")
 
 
 def _encoder_blocks(model):
-    blocks = [
+    vit_config(model)  # Raises for a model not built by build_vit.
+    return [
         layer
         for layer in model.layers
         if isinstance(layer, TransformerEncoderBlock)
     ]
-    names = _layer_names(model)
-    missing = [n for n in _EMBEDDING_STEPS if n not in names]
-    if not any(n in names for n in _TOKENIZERS):
-        missing.append(" or ".join(_TOKENIZERS))
-    if not blocks or missing:
-        raise ValueError(
-            "Expected a model built by `keras_vit.build_vit`, with a "
-            f"tokenizer ({' or '.join(_TOKENIZERS)}), "
-            f"{', '.join(_EMBEDDING_STEPS)} and encoder blocks. Received: a "
-            f"model missing {missing or 'TransformerEncoderBlock layers'}"
-        )
-    return blocks
-
-
-def _layer_names(model):
-    return {layer.name for layer in model.layers}
 
 
 def model_patch_size(model):
     """The `(height, width)` image area one token of a `build_vit` model
     stands for: the patch size, or the conv tokenizer's downsampling."""
-    _encoder_blocks(model)
-    names = _layer_names(model)
-    tokenizer = next(n for n in _TOKENIZERS if n in names)
-    return tuple(model.get_layer(tokenizer).patch_size)
+    return vit_config(model)["patch_size"]
 
 
 def model_grid(model):
     """The `(grid_height, grid_width)` token grid of a `build_vit` model."""
-    ph, pw = model_patch_size(model)
-    _, height, width, _ = model.input_shape
+    config = vit_config(model)
+    (height, width), (ph, pw) = config["image_size"], config["patch_size"]
     return height // ph, width // pw
 
 

@@ -77,6 +77,14 @@ def _add_data_arguments(parser):
         "initialization and augmentation (default 0)",
     )
     parser.add_argument(
+        "--check-images",
+        choices=("headers", "decode"),
+        default="headers",
+        help="how a folder's files are checked before training: headers "
+        "(default: the start and end of each file, in parallel, doubtful "
+        "ones decoded; cached per file) or decode (every file decoded)",
+    )
+    parser.add_argument(
         "--skip-bad-images",
         action="store_true",
         help="skip undecodable image files (counted in a warning) instead "
@@ -417,6 +425,8 @@ def _train(args):
         one_hot=True,
         data_dir=args.data_dir,
         skip_bad_images=args.skip_bad_images,
+        check_images=args.check_images,
+        progress=not args.quiet,
     )
     config["image_size"] = data.image_shape[0]
     steps_per_epoch = max(1, -(-data.sizes["train"] // config["batch_size"]))
@@ -761,6 +771,8 @@ def run_evaluate(args):
         one_hot=True,
         data_dir=args.data_dir,
         skip_bad_images=args.skip_bad_images,
+        check_images=args.check_images,
+        progress=not args.json,
     )
     if data.num_classes != num_classes:
         raise UsageError(
@@ -951,6 +963,7 @@ def run_attention(args):
     from keras_vit.attention import model_grid
     from keras_vit.attention import model_patch_size
     from keras_vit.files import atomic_path
+    from keras_vit.model import vit_config
     from keras_vit.plots import plot_head_maps
     from keras_vit.plots import plot_mean_attention_distance
     from keras_vit.plots import plot_rollout
@@ -975,7 +988,7 @@ def run_attention(args):
         )
     images = _read_images(args.images, height, width, channels)
     maps = attention_maps(model, images)
-    pooling = model.get_layer("pooling").mode
+    pooling = vit_config(model)["pooling"]
     rollouts = attention_rollout(
         maps,
         head_fusion=args.head_fusion,

@@ -144,6 +144,8 @@ def load_datasets(
     class_names=None,
     skip_bad_images=False,
     cache=True,
+    check_images="headers",
+    progress=True,
 ):
     """Builds train/validation/test pipelines for a dataset.
 
@@ -189,6 +191,13 @@ def load_datasets(
             indices are shuffled over the whole split before decoding.
             Either way every epoch has a new, uniformly random order, and
             `seed` repeats the sequence. Defaults to `True`.
+        check_images: how a folder's files are checked before any is
+            used: `"headers"` (the start and end of each file, in parallel;
+            doubtful files decoded) or `"decode"` (every file decoded).
+            Results are cached per file (`keras_vit.image_files`).
+            Defaults to `"headers"`.
+        progress: bool. A progress bar while a large folder is checked.
+            Defaults to `True`.
 
     Returns:
         A `Datasets`.
@@ -239,6 +248,8 @@ def load_datasets(
             test_split,
             seed,
             skip_bad_images,
+            check_images,
+            progress,
         )
     else:
         images, labels = _check_arrays(source)
@@ -634,9 +645,15 @@ def _undecodable(files):
     return [i for i in range(len(files)) if i not in ok]
 
 
-def _folder(folder, validation_split, test_split, seed, skip_bad):
+def _folder(
+    folder, validation_split, test_split, seed, skip_bad, check, progress
+):
+    from keras_vit.image_files import find_bad_images
+
     files, labels, classes = _list_folder(folder)
-    bad = _undecodable(files)
+    bad = find_bad_images(
+        files, folder, check=check, progress=progress, decode=_undecodable
+    )
     if bad and not skip_bad:
         listed = ", ".join(repr(files[i]) for i in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""

@@ -234,3 +234,17 @@ def write_json(path, data):
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
+
+
+def keras_vit_home():
+    """`$KERAS_VIT_HOME`; default `$KERAS_HOME/keras_vit` (`~/.keras/...`).
+
+    The folder of downloaded weights (`weights/`) and caches (`cache/`).
+    """
+    home = os.environ.get("KERAS_VIT_HOME")
+    if not home:
+        keras_home = os.environ.get("KERAS_HOME") or os.path.join(
+            os.path.expanduser("~"), ".keras"
+        )
+        home = os.path.join(keras_home, "keras_vit")
+    return os.path.expanduser(home)

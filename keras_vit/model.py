@@ -555,3 +555,98 @@ def outputs_probabilities(model):
         return False
     activation = getattr(head, "activation", None)
     return getattr(activation, "__name__", None) == "softmax"
+
+
+# The layer names `build_vit` gives are the model's documented contract
+# (see its docstring); `vit_config` is the one reader of it.
+_BLOCK_KEYS = (
+    "num_heads",
+    "mlp_dim",
+    "attention_dropout",
+    "layer_norm_epsilon",
+    "approximate_gelu",
+    "locality_attention",
+)
+
+
+def vit_config(model):
+    """The `build_vit` arguments of a model it built, read from the model.
+
+    The contract between a model and everything that reads one (attention
+    maps, checkpoint conversion, `keras-vit attention`): the layer names
+    `build_vit` documents, read here and nowhere else. Works on a model just
+    built and on one loaded from a `.keras` file; `build_vit(**config)`
+    builds the same architecture again (without the trained weights).
+
+    Returns:
+        A dict of `build_vit` keyword arguments: `image_size`,
+        `patch_size` (pairs), `channels`, `hidden_dim`, `depth`,
+        `num_heads`, `mlp_dim`, `tokenizer`, `pooling`,
+        `representation_size`, `include_top`, `num_classes`,
+        `classifier_activation`, `class_names`, `dropout`,
+        `attention_dropout`, `drop_path_rate`, `layer_norm_epsilon`,
+        `approximate_gelu`, `locality_attention` and `name`.
+
+    Raises:
+        ValueError: `model` was not built by `build_vit`; the message names
+            what is missing.
+    """
+    layers = {layer.name: layer for layer in getattr(model, "layers", ())}
+    blocks = [
+        layer
+        for layer in layers.values()
+        if isinstance(layer, TransformerEncoderBlock)
+    ]
+    missing = [
+        n
+        for n in ("class_token", "position_embedding", "pooling")
+        if n not in layers
+    ]
+    if "patch_extractor" not in layers and "conv_tokenizer" not in layers:
+        missing.append("patch_extractor or conv_tokenizer")
+    if not blocks:
+        missing.append("encoder_block_0")
+    if missing:
+        raise ValueError(
+            "Expected a model built by `keras_vit.build_vit`. Received: "
+            f"{getattr(model, 'name', model)!r}, without the layers "
+            f"{', '.join(missing)}"
+        )
+    if "conv_tokenizer" in layers:
+        tokenizer, extractor = "conv", layers["conv_tokenizer"]
+    else:
+        extractor = layers["patch_extractor"]
+        tokenizer = (
+            "shifted_patch"
+            if isinstance(extractor, ShiftedPatchExtractor)
+            else "patch"
+        )
+    first = blocks[0].get_config()
+    pooling = layers["pooling"]
+    head = layers.get("head")
+    activation = getattr(getattr(head, "activation", None), "__name__", None)
+    _, height, width, channels = model.input_shape
+    return {
+        "image_size": (height, width),
+        "patch_size": tuple(extractor.patch_size),
+        "channels": channels,
+        "hidden_dim": int(layers["class_token"].output.shape[-1]),
+        "depth": len(blocks),
+        **{key: first[key] for key in _BLOCK_KEYS},
+        "tokenizer": tokenizer,
+        "pooling": (
+            "sequence" if isinstance(pooling, SequencePooling) else pooling.mode
+        ),
+        "representation_size": (
+            layers["pre_logits"].units if "pre_logits" in layers else None
+        ),
+        "include_top": head is not None,
+        "num_classes": head.units if head is not None else None,
+        "classifier_activation": (
+            None if activation in (None, "linear") else activation
+        ),
+        "class_names": class_names(model),
+        "dropout": float(layers["embedding_dropout"].rate),
+        "drop_path_rate": float(blocks[-1].get_config()["drop_path_rate"]),
+        "name": model.name,
+    }

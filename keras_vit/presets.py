@@ -271,13 +271,9 @@ def preset_labels(name):
 
 def weights_home():
     """The folder downloaded checkpoint files are cached in."""
-    home = os.environ.get("KERAS_VIT_HOME")
-    if not home:
-        keras_home = os.environ.get("KERAS_HOME") or os.path.join(
-            os.path.expanduser("~"), ".keras"
-        )
-        home = os.path.join(keras_home, "keras_vit")
-    return os.path.join(os.path.expanduser(home), "weights")
+    from keras_vit.files import keras_vit_home
+
+    return os.path.join(keras_vit_home(), "weights")
 
 
 def _offline():

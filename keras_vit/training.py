@@ -39,13 +39,16 @@ def no_decay_variables(model):
     that multiply an input).
     """
     excluded = {}
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(
-            layer,
-            (keras.layers.LayerNormalization, ClassToken, PositionEmbedding),
-        ):
+    # LayerNorm scales and offsets are vectors, caught by their rank below;
+    # the token and the position table are layers of the model (or of a
+    # model nested in it), found through the public `layers` lists.
+    pending = list(model.layers)
+    while pending:
+        layer = pending.pop()
+        if isinstance(layer, (ClassToken, PositionEmbedding)):
             for v in layer.trainable_variables:
                 excluded[id(v)] = v
+        pending.extend(getattr(layer, "layers", ()))
     for v in model.trainable_variables:
         if len(v.shape) <= 1 or v.name.endswith("bias"):
             excluded[id(v)] = v
@@ -178,6 +181,14 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     killed during that write leaves a backup that cannot be read. Here each
     file is written under a temporary name and renamed over the old one:
     at any moment the backup is a complete earlier or later state.
+
+    This overrides `BackupAndRestore._save_model` and reads its private
+    paths and counters, because Keras has no public hook for how a backup
+    is written. Its public `double_checkpoint=True` is not the same: it
+    copies the previous files aside and still writes in place, so every
+    epoch copies the whole weights file once more, and a half-written epoch
+    counter (invalid JSON) is not recovered. The names this relies on are
+    pinned by `tests/test_training.py::test_the_backup_relies_on_keras_names`.
     """
 
     def _save_model(self):

@@ -1,6 +1,9 @@
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Caches and downloads of the run go to a fresh folder, not the user's.
+os.environ.setdefault("KERAS_VIT_HOME", tempfile.mkdtemp(prefix="keras-vit-"))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402

@@ -30,7 +30,10 @@ def test_one_error_convention(error, status, capsys):
     assert command.run("keras-vit x", _raise(error), None) == status
     err = capsys.readouterr().err
     if status:
-        assert err.startswith("keras-vit x: error: ") and len(err.splitlines()) == 1
+        assert (
+            err.startswith("keras-vit x: error: ")
+            and len(err.splitlines()) == 1
+        )
 
 
 def test_a_commands_own_failures_exit_1_with_more_lines(capsys):
@@ -80,7 +83,9 @@ def test_only_the_command_lines_quiet_tensorflow(
 
 
 def _weights_list(*flags, env=None):
-    environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    environ = {
+        k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"
+    }
     environ.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "keras_vit", "weights", "list", *flags],

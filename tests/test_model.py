@@ -344,3 +344,74 @@ def test_a_frozen_model_reloads_frozen(tokenizer, tmp_path):
         "head/kernel",
         "head/bias",
     ]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(
+            image_size=(16, 24),
+            patch_size=(8, 4),
+            pooling="gap",
+            representation_size=8,
+            classifier_activation="softmax",
+            class_names=["a", "b", "c"],
+            dropout=0.1,
+            drop_path_rate=0.2,
+            depth=3,
+        ),
+        dict(
+            tokenizer="conv",
+            pooling="sequence",
+            locality_attention=True,
+            channels=1,
+            approximate_gelu=True,
+        ),
+        dict(
+            tokenizer="shifted_patch",
+            include_top=False,
+            attention_dropout=0.1,
+            layer_norm_epsilon=1e-5,
+        ),
+    ],
+)
+def test_the_model_knows_its_configuration(options, tmp_path):
+    from keras_vit.model import vit_config
+
+    base = dict(
+        image_size=16,
+        patch_size=4,
+        hidden_dim=16,
+        depth=2,
+        num_heads=2,
+        mlp_dim=32,
+        num_classes=3,
+    )
+    model = keras_vit.build_vit(**{**base, **options})
+    config = vit_config(model)
+    for key, value in options.items():
+        expected = (
+            tuple(value) if key in ("image_size", "patch_size") else value
+        )
+        assert config[key] == expected, key
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert vit_config(loaded) == config
+    rebuilt = keras_vit.build_vit(**config)
+    assert vit_config(rebuilt) == config
+    assert rebuilt.count_params() == model.count_params()
+    assert [type(layer) for layer in rebuilt.layers] == [
+        type(layer) for layer in model.layers
+    ]
+
+
+def test_vit_config_names_what_a_foreign_model_lacks():
+    from keras_vit.model import vit_config
+
+    inputs = keras.Input((8, 8, 3))
+    other = keras.Model(inputs, keras.layers.Flatten()(inputs), name="cnn")
+    with pytest.raises(
+        ValueError, match="'cnn', without the layers class_token"
+    ):
+        vit_config(other)

@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -177,3 +179,42 @@ def test_xla_is_refused_loudly_under_op_determinism():
     model = build_vit(**TINY, num_classes=3)
     with pytest.raises(ValueError, match="op determinism is on"):
         compile_for_training(model, total_steps=10, jit_compile=True)
+
+
+def test_the_backup_relies_on_keras_names(tmp_path):
+    # AtomicBackupAndRestore overrides a private method and reads private
+    # attributes of keras.callbacks.BackupAndRestore; if a Keras release
+    # renames them, this fails instead of backups silently going wrong.
+    from keras_vit.training import AtomicBackupAndRestore
+
+    backup = AtomicBackupAndRestore(str(tmp_path / "backup"))
+    for name in (
+        "_save_model",
+        "_weights_path",
+        "_training_metadata_path",
+        "_current_epoch",
+        "_last_batch_seen",
+    ):
+        assert hasattr(keras.callbacks.BackupAndRestore, name) or hasattr(
+            backup, name
+        ), name
+    model = build_vit(**TINY, num_classes=3)
+    compile_for_training(model, total_steps=4)
+    x = np.zeros((4, 8, 8, 3), "float32")
+    y = keras.utils.to_categorical([0, 1, 2, 0], 3)
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt  # killed after the first epoch
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[backup, Stop()])
+    assert sorted(os.listdir(tmp_path / "backup")) == [
+        "latest.weights.h5",
+        "training_metadata.json",
+    ]
+    # Keras' own restore reads the files written here.
+    resumed = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    history = model.fit(x, y, epochs=3, verbose=0, callbacks=[resumed])
+    assert history.epoch == [1, 2]
