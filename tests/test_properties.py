@@ -80,8 +80,28 @@ def test_valid_configs_export_to_onnx_and_tflite(
         assert max(report.max_abs_diff.values()) <= 1e-4
 
 
-@st.composite
-def invalid_configs(draw):
+# Every invalid value, every run (not a sample of them).
+INVALID = [
+    ("image_size", 9),
+    ("image_size", (8, 6)),
+    ("patch_size", 0),
+    ("hidden_dim", 7),
+    ("num_heads", 3),
+    ("depth", 0),
+    ("mlp_dim", -4),
+    ("num_classes", 0),
+    ("dropout", 1.0),
+    ("attention_dropout", -0.1),
+    ("drop_path_rate", 1.5),
+    ("pooling", "max"),
+    ("representation_size", 0),
+    ("channels", 0),
+    ("image_size", (8, 0)),
+]
+
+
+@pytest.mark.parametrize("key, value", INVALID)
+def test_invalid_configs_raise_value_error_naming_a_value(key, value):
     config = dict(
         image_size=8,
         patch_size=4,
@@ -91,34 +111,7 @@ def invalid_configs(draw):
         mlp_dim=8,
         num_classes=3,
     )
-    key, value = draw(
-        st.sampled_from(
-            [
-                ("image_size", 9),
-                ("image_size", (8, 6)),
-                ("patch_size", 0),
-                ("hidden_dim", 7),
-                ("num_heads", 3),
-                ("depth", 0),
-                ("mlp_dim", -4),
-                ("num_classes", 0),
-                ("dropout", 1.0),
-                ("attention_dropout", -0.1),
-                ("drop_path_rate", 1.5),
-                ("pooling", "max"),
-                ("representation_size", 0),
-                ("channels", 0),
-                ("image_size", (8, 0)),
-            ]
-        )
-    )
     config[key] = value
-    return config, key, value
-
-
-@given(case=invalid_configs())
-def test_invalid_configs_raise_value_error_naming_a_value(case):
-    config, key, value = case
     with pytest.raises(ValueError) as info:
         keras_vit.build_vit(**config)
     assert "Received" in str(info.value)

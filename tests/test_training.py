@@ -218,3 +218,12 @@ def test_the_backup_relies_on_keras_names(tmp_path):
     resumed = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     history = model.fit(x, y, epochs=3, verbose=0, callbacks=[resumed])
     assert history.epoch == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "activation, from_logits", [(None, True), ("softmax", False)]
+)
+def test_the_training_loss_reads_the_heads_output_kind(activation, from_logits):
+    model = build_vit(**TINY, num_classes=3, classifier_activation=activation)
+    compile_for_training(model, total_steps=10)
+    assert model.loss.get_config()["from_logits"] is from_logits
