@@ -70,6 +70,22 @@ def write_verified(
     return report
 
 
+def write_checked(
+    model, path, samples, write, force, quantize, min_top1_agreement
+):
+    """`write_verified` for a float file (compared within the tolerance)
+    or a quantized one (compared by top-1 agreement)."""
+    return write_verified(
+        model,
+        path,
+        samples,
+        write,
+        force=force,
+        min_top1_agreement=None if quantize is None else min_top1_agreement,
+        quantize=quantize,
+    )
+
+
 def as_image_array(data, image_shape, name, limit=None):
     """Collects images from an array or an iterable of batches/(x, y) pairs."""
     if data is None:

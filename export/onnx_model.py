@@ -11,7 +11,7 @@ from export._common import as_image_array
 from export._common import class_names_of
 from export._common import prepare
 from export._common import to_pixels
-from export._common import write_verified
+from export._common import write_checked
 from export._metadata import describe
 from export._metadata import embed_onnx_metadata
 from export._model import float32_model
@@ -255,12 +255,6 @@ def export_onnx(
 
         onnx.checker.check_model(staged, full_check=True)
 
-    return write_verified(
-        model,
-        path,
-        samples,
-        write,
-        force=force,
-        min_top1_agreement=None if quantize is None else min_top1_agreement,
-        quantize=quantize,
+    return write_checked(
+        model, path, samples, write, force, quantize, min_top1_agreement
     )

@@ -11,7 +11,7 @@ from export._common import as_image_array
 from export._common import class_names_of
 from export._common import prepare
 from export._common import to_pixels
-from export._common import write_verified
+from export._common import write_checked
 from export._metadata import describe
 from export._metadata import embed_tflite_metadata
 from export._model import float32_model
@@ -95,22 +95,14 @@ def _convert_int8(saved_model_dir, calibration, keep_float, float_ops):
     return debugger.get_nondebug_quantized_model()
 
 
-def _convert(
-    model,
-    saved_model_dir,
-    quantize,
-    calibration,
-    keep_float,
-    preprocessing,
-    input_range,
-):
+def _convert(model, saved_model_dir, quantize, calibration, keep_float, key):
+    """The flatbuffer; `key`: `(preprocessing, input_range)` of the graph."""
     if quantize != "int8":
         return _converter(saved_model_dir, quantize, calibration).convert()
     from export.quantize import tflite_ops
 
     # The float model's op list, found once per model and preprocessing.
     cache = _FLOAT_OPS.setdefault(model, {})
-    key = (preprocessing, tuple(input_range))
     if key not in cache:
         plain = _converter(saved_model_dir, None, None).convert()
         cache[key] = tflite_ops(plain)
@@ -184,8 +176,7 @@ def convert(
                     quantize,
                     calibration,
                     keep_float,
-                    preprocessing,
-                    input_range,
+                    (preprocessing, tuple(input_range)),
                 )
         except Exception as error:  # The converter raises several types.
             ops = _select_ops(str(error))
@@ -317,12 +308,6 @@ def export_tflite(
         with open(staged, "wb") as f:
             f.write(flatbuffer)
 
-    return write_verified(
-        model,
-        path,
-        samples,
-        write,
-        force=force,
-        min_top1_agreement=None if quantize is None else min_top1_agreement,
-        quantize=quantize,
+    return write_checked(
+        model, path, samples, write, force, quantize, min_top1_agreement
     )

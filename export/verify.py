@@ -255,7 +255,9 @@ def _model_outputs(model, inputs):
     }
 
 
-def _report(runner, artifact, diffs, agreement, tolerance, min_top1, **extra):
+def _report(runner, artifact, diffs, agreement, limits, compared):
+    """The report; `limits`: `(tolerance, min_top1, quantize)`."""
+    tolerance, min_top1, quantize = limits
     if min_top1 is None:
         criterion = f"max abs diff <= {tolerance:g}"
         passed = max(diffs.values()) <= tolerance
@@ -271,7 +273,8 @@ def _report(runner, artifact, diffs, agreement, tolerance, min_top1, **extra):
         top1_agreement=agreement,
         criterion=criterion,
         passed=passed,
-        **extra,
+        quantize=quantize,
+        compared=compared,
     )
 
 
@@ -348,19 +351,12 @@ def verify(
         str(len(samples)): _max_diff(batch, reference),
     }
     agreement = float(np.mean(_top1(batch) == _top1(reference)))
-    return _report(
-        runner,
-        artifact,
-        diffs,
-        agreement,
-        tolerance,
-        min_top1_agreement,
-        quantize=quantize,
-        compared=(
-            f"{len(samples)} float32 input arrays, at batch 1 and batch "
-            f"{len(samples)}; outputs {', '.join(sorted(reference))}"
-        ),
+    compared = (
+        f"{len(samples)} float32 input arrays, at batch 1 and batch "
+        f"{len(samples)}; outputs {', '.join(sorted(reference))}"
     )
+    limits = (tolerance, min_top1_agreement, quantize)
+    return _report(runner, artifact, diffs, agreement, limits, compared)
 
 
 def _verify_files(
@@ -389,16 +385,9 @@ def _verify_files(
             "; serving_bytes given the encoded files, serving_tensor the arrays"
         )
     agreement = float(np.mean(_top1(single) == _top1(reference)))
-    return _report(
-        runner,
-        artifact,
-        diffs,
-        agreement,
-        tolerance,
-        min_top1,
-        quantize=quantize,
-        compared=compared + f"; outputs {', '.join(sorted(reference))}",
-    )
+    compared += f"; outputs {', '.join(sorted(reference))}"
+    limits = (tolerance, min_top1, quantize)
+    return _report(runner, artifact, diffs, agreement, limits, compared)
 
 
 def format_table(reports):

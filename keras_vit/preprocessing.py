@@ -97,8 +97,8 @@ def preprocess_image(image, size, channels, input_range=DEFAULT_INPUT_RANGE):
     return tf.ensure_shape(image, (*size, channels))
 
 
-def read_image(path, size, channels, input_range=DEFAULT_INPUT_RANGE):
-    """The model input for an image file, as a float32 NumPy array.
+def decode_image_file(path):
+    """An image file's decoded `uint8` pixels, as a tensor.
 
     Raises:
         FileNotFoundError: no file at `path`.
@@ -108,11 +108,21 @@ def read_image(path, size, channels, input_range=DEFAULT_INPUT_RANGE):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No image file at the given path: {path!r}")
     try:
-        image = decode_image(tf.io.read_file(path))
+        return decode_image(tf.io.read_file(path))
     except tf.errors.InvalidArgumentError:
         raise BadImageError(
             f"Cannot decode image {path!r}: not a JPEG, PNG, BMP or GIF file"
         ) from None
+
+
+def read_image(path, size, channels, input_range=DEFAULT_INPUT_RANGE):
+    """The model input for an image file, as a float32 NumPy array.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        BadImageError: the file is not a decodable image.
+    """
+    image = decode_image_file(path)
     return preprocess_image(image, size, channels, input_range).numpy()
 
 
@@ -127,16 +137,7 @@ def read_raw_image(path, channels):
     What an exported file with built-in preprocessing takes: the decoded
     pixels, converted to the model's channels, not resized or scaled.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No image file at the given path: {path!r}")
-    try:
-        image = decode_image(tf.io.read_file(path))
-    except tf.errors.InvalidArgumentError:
-        raise BadImageError(
-            f"Cannot decode image {path!r}: not a JPEG, PNG, BMP or GIF file"
-        ) from None
-    return to_channels(image, channels).numpy()
+    return to_channels(decode_image_file(path), channels).numpy()
 
 
 def list_images(folder):
