@@ -598,6 +598,7 @@ def main(argv=None, prog="python -m export"):
         args,
         on_failure=nothing_written,
         failures=(AccuracyBudgetError,),
+        target=args.to,
     )
 
 

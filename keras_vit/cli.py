@@ -1047,7 +1047,8 @@ def main(argv=None):
         "attention": run_attention,
         "weights": run_weights,
     }[args.command]
-    return run(f"keras-vit {args.command}", command, args)
+    target = getattr(args, "out", None)
+    return run(f"keras-vit {args.command}", command, args, target=target)
 
 
 if __name__ == "__main__":

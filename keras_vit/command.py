@@ -65,17 +65,22 @@ def _first_line(error):
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def run(prog, function, args, on_failure=None, failures=()):
+def run(prog, function, args, on_failure=None, failures=(), target=None):
     """Runs `function(args)` under the shared error convention.
 
     Returns the exit status: `function`'s own (or 0 for `None`), 2 for a
     usage error, 1 for a failed write or download and for the exception
     types in `failures` (a command's own "could not be done" errors).
     `on_failure(error)` may print more lines after a failure's error line.
+    A write failure is reported as one on `target` (the output path) when
+    given, whatever library raised it.
     """
     from keras_vit.files import is_write_failure
+    from keras_vit.files import write_error
 
     def report(error, status):
+        if status == 1 and target is not None and is_write_failure(error):
+            error = write_error(target, error)
         print(f"{prog}: error: {_first_line(error)}", file=sys.stderr)
         if on_failure is not None and status == 1:
             on_failure(error)

@@ -200,7 +200,9 @@ def test_export_on_a_full_disk_exits_1_in_one_line(
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert (
-        err[0] == f"error: Cannot write {str(out)!r}: No space left on device"
+        err[0]
+        == f"python -m export: error: Cannot write {str(out)!r}: No space "
+        "left on device"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
 
