@@ -644,6 +644,14 @@ def _save_model(model, out):
 def _fit(model, data, config, args):
     from keras_vit.training import training_callbacks
 
+    count = data.sizes["train"]
+    if not args.quiet and "train" in data.in_memory and count >= 10_000:
+        print(
+            f"epoch 1 reads the {count:,} training images into memory before "
+            "its first step; later epochs read them from there",
+            flush=True,
+        )
+
     model.fit(
         data.train,
         validation_data=data.validation,

@@ -57,6 +57,8 @@ class Datasets:
         class_names: list of str, index `i` naming label `i`.
         image_shape: `(height, width, channels)` of the images.
         sizes: number of examples in each split.
+        in_memory: the splits kept in memory once read; the training
+            split's first batch then waits for all of it to be read.
     """
 
     train: tf.data.Dataset
@@ -65,6 +67,7 @@ class Datasets:
     class_names: list
     image_shape: tuple
     sizes: dict
+    in_memory: tuple = ()
 
     @property
     def num_classes(self):
@@ -273,13 +276,15 @@ def load_datasets(
             label = tf.one_hot(label, len(names))
         return image, label
 
-    out, sizes = {}, {}
+    out, sizes, in_memory = {}, {}, []
     for split, (rows, count) in splits.items():
         if rows is None:
             out[split] = None
             continue
         sizes[split] = count
         cached = cache and count * np.prod(shape) * 4 <= _CACHE_BYTES
+        if cached:
+            in_memory.append(split)
         out[split] = _pipeline(
             rows,
             count,
@@ -299,6 +304,7 @@ def load_datasets(
         class_names=list(names),
         image_shape=shape,
         sizes=sizes,
+        in_memory=tuple(in_memory),
     )
 
 

@@ -24,6 +24,7 @@ CHECKS = ("headers", "decode")
 _HEAD = 32
 _TAIL = 64
 _CHUNK = 256
+_PROGRESS_FROM = 2000  # files; fewer are checked in well under a second
 
 
 def looks_complete(head, tail, size):
@@ -48,10 +49,18 @@ def looks_complete(head, tail, size):
     return False
 
 
-def _ends(path):
-    """`(key, complete)`: the file's cache key and `looks_complete`."""
+def _ends(path, cache):
+    """`(key, complete)`: the file's cache key and `looks_complete`.
+
+    `complete` is `None` when `cache` holds this very file (same size and
+    modification time): its ends are not read again.
+    """
     try:
         stat = os.stat(path)
+        key = [stat.st_size, stat.st_mtime_ns]
+        cached = cache.get(path)
+        if cached is not None and cached[:2] == key:
+            return key, None
         with open(path, "rb") as f:
             head = f.read(_HEAD)
             if stat.st_size > _HEAD + _TAIL:
@@ -61,7 +70,6 @@ def _ends(path):
                 tail = head + f.read()
     except OSError:
         return None, False
-    key = [stat.st_size, stat.st_mtime_ns]
     return key, looks_complete(head, tail, stat.st_size)
 
 
@@ -124,7 +132,7 @@ def find_bad_images(
     cache_file = _cache_path(folder, check) if folder is not None else None
     cache = _read_cache(cache_file) if cache_file else {}
     bar = None
-    if progress and len(files) >= 2000:
+    if progress and len(files) >= _PROGRESS_FROM:
         from keras.utils import Progbar
 
         bar = Progbar(len(files), unit_name="file")
@@ -134,16 +142,15 @@ def find_bad_images(
     ) as pool:
         for start in range(0, len(files), _CHUNK):
             chunk = files[start : start + _CHUNK]
-            for offset, (key, complete) in enumerate(pool.map(_ends, chunk)):
+            results = pool.map(lambda path: _ends(path, cache), chunk)
+            for offset, (key, complete) in enumerate(results):
                 i = start + offset
-                path = files[i]
                 if key is None:
                     doubtful.append(i)  # Unreadable: the decode names it.
                     continue
-                keys[path] = key
-                cached = cache.get(path)
-                if cached is not None and cached[:2] == key:
-                    continue
+                keys[files[i]] = key
+                if complete is None:
+                    continue  # Checked before, unchanged since.
                 if check == "decode" or not complete:
                     doubtful.append(i)
             done += len(chunk)
@@ -158,14 +165,12 @@ def find_bad_images(
         for i, path in enumerate(files)
         if i in bad_now or _cached_bad(cache.get(path), keys.get(path))
     )
-    if cache_file:
-        bad_set = set(bad)
-        _write_cache(
-            cache_file,
-            {
-                path: [*keys[path], i not in bad_set]
-                for i, path in enumerate(files)
-                if path in keys
-            },
-        )
+    bad_set = set(bad)
+    entries = {
+        path: [*keys[path], i not in bad_set]
+        for i, path in enumerate(files)
+        if path in keys
+    }
+    if cache_file and entries != cache:
+        _write_cache(cache_file, entries)
     return bad

@@ -404,3 +404,37 @@ def test_tfds_training_files_are_shuffled_with_the_seed(monkeypatch):
     assert by_split["train[:90%]"]["shuffle_files"] is True
     assert by_split["train[:90%]"]["read_config"].shuffle_seed == 9
     assert by_split["train[90%:]"]["shuffle_files"] is False
+
+
+def test_the_splits_kept_in_memory_are_named(folder):
+    data = load_datasets(folder, image_size=8, channels=3)
+    assert set(data.in_memory) == {"train", "validation", "test"}
+    streamed = load_datasets(folder, image_size=8, channels=3, cache=False)
+    assert streamed.in_memory == ()
+
+
+def test_a_large_folder_check_shows_progress_unless_asked_not_to(
+    tmp_path, capsys, monkeypatch
+):
+    import keras_vit.image_files as image_files
+
+    root = tmp_path / "many"
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        _write(root / name / "0.png", np.zeros((4, 4, 3), np.uint8))
+    # Progress from this many files on; the folder stands in for a large one.
+    monkeypatch.setattr(image_files, "_PROGRESS_FROM", 2)
+    load_datasets(
+        root, image_size=4, channels=3, test_split=0.0, validation_split=0.0
+    )
+    assert "2/2" in capsys.readouterr().out
+    (root / "a" / "1.png").write_bytes((root / "a" / "0.png").read_bytes())
+    load_datasets(
+        root,
+        image_size=4,
+        channels=3,
+        test_split=0.0,
+        validation_split=0.0,
+        progress=False,
+    )
+    assert capsys.readouterr().out == ""
