@@ -9,6 +9,7 @@ keras-vit train --dataset photos/ --weights NAME_OR_FILE --out runs/photos
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -642,8 +643,6 @@ def _save_model(model, out):
 
 
 def _fit(model, data, config, args):
-    from keras_vit.training import training_callbacks
-
     count = data.sizes["train"]
     if not args.quiet and "train" in data.in_memory and count >= 10_000:
         print(
@@ -651,6 +650,22 @@ def _fit(model, data, config, args):
             "its first step; later epochs read them from there",
             flush=True,
         )
+
+    with _damaged_images_named(args.dataset):
+        _fit_and_save(model, data, config, args)
+    metrics = {}
+    for split in ("test", "validation"):
+        dataset = getattr(data, split)
+        if dataset is not None:
+            with _damaged_images_named(args.dataset):
+                loss, accuracy = model.evaluate(dataset, verbose=0)
+            metrics[f"{split}_accuracy"] = round(float(accuracy), 4)
+            metrics[f"{split}_loss"] = round(float(loss), 4)
+    return metrics
+
+
+def _fit_and_save(model, data, config, args):
+    from keras_vit.training import training_callbacks
 
     model.fit(
         data.train,
@@ -666,14 +681,37 @@ def _fit(model, data, config, args):
         shuffle=False,  # The pipeline shuffles, with the seed.
     )
     _save_model(model, args.out)
-    metrics = {}
-    for split in ("test", "validation"):
-        dataset = getattr(data, split)
-        if dataset is not None:
-            loss, accuracy = model.evaluate(dataset, verbose=0)
-            metrics[f"{split}_accuracy"] = round(float(accuracy), 4)
-            metrics[f"{split}_loss"] = round(float(loss), 4)
-    return metrics
+
+
+@contextlib.contextmanager
+def _damaged_images_named(dataset):
+    """A file that passed the header check but fails to decode: one line
+    saying how to find it, not TensorFlow's iterator traceback."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        text = str(error)
+        if not any(m in text for m in _DECODE_ERRORS):
+            raise
+        raise UsageError(
+            f"An image file of {dataset!r} cannot be decoded although its "
+            "header and end are intact (damaged in the middle); run again "
+            "with --check-images decode to name it (then fix or remove it, "
+            "or add --skip-bad-images)"
+        ) from None
+
+
+# TensorFlow's messages for image data it cannot decode.
+_DECODE_ERRORS = (
+    "Invalid PNG data",
+    "Invalid JPEG data",
+    "jpeg::Uncompress failed",
+    "Invalid GIF data",
+    "Invalid BMP data",
+    "Unknown image file format",
+)
 
 
 def _fit_multiworker(model, data, config, strategy, out):
@@ -807,7 +845,8 @@ def run_evaluate(args):
         ),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
-    loss, accuracy = model.evaluate(dataset, verbose=0)
+    with _damaged_images_named(args.dataset):
+        loss, accuracy = model.evaluate(dataset, verbose=0)
     result = {
         "dataset": args.dataset,
         "split": split,

@@ -617,3 +617,43 @@ def test_evaluate_keeps_the_test_split_of_the_training_folder(tmp_path):
     assert split("--dataset", str(other)) == "all"
     assert split("--dataset", str(other), "--split", "test") == "test"
     assert split("--dataset", "digits") == "test"
+
+
+def test_a_file_damaged_in_its_middle_is_reported_in_one_line(tmp_path, capsys):
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            pixels = rng.integers(0, 255, (8, 8, 3), np.uint8)
+            tf.io.write_file(
+                str(root / name / f"{i}.png"), tf.io.encode_png(pixels)
+            )
+    damaged = root / "a" / "0.png"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 24] = (
+        b"\0" * 24
+    )  # header, end intact
+    damaged.write_bytes(bytes(data))
+    common = [
+        "train",
+        "--dataset",
+        str(root),
+        "--epochs",
+        "1",
+        *TINY,
+        "--test-split",
+        "0",
+        "--validation-split",
+        "0",
+    ]
+    assert main([*common, "--out", str(tmp_path / "r1")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--check-images decode" in err[0]
+    # Decoding every file names it before training.
+    code = main(
+        [*common, "--out", str(tmp_path / "r2"), "--check-images", "decode"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "0.png" in err[0]
