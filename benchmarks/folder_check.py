@@ -39,7 +39,6 @@ def main():
             args.folder,
             check=check,
             progress=False,
-            decode=data._undecodable,
         )
         seconds = time.perf_counter() - started
         rows.append((name, seconds, len(bad)))

@@ -638,28 +638,13 @@ def _decode(path):
     return decode_image(tf.io.read_file(path))
 
 
-def _undecodable(files):
-    """Indices of files that fail to decode, found in one parallel pass."""
-    index = tf.data.Dataset.from_tensor_slices(
-        (np.arange(len(files)), np.asarray(files))
-    )
-    good = index.map(
-        lambda i, path: (i, tf.shape(_decode(path))),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    ).ignore_errors()
-    ok = {int(i) for i, _ in good.as_numpy_iterator()}
-    return [i for i in range(len(files)) if i not in ok]
-
-
 def _folder(
     folder, validation_split, test_split, seed, skip_bad, check, progress
 ):
     from keras_vit.image_files import find_bad_images
 
     files, labels, classes = _list_folder(folder)
-    bad = find_bad_images(
-        files, folder, check=check, progress=progress, decode=_undecodable
-    )
+    bad = find_bad_images(files, folder, check=check, progress=progress)
     if bad and not skip_bad:
         listed = ", ".join(repr(files[i]) for i in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""

@@ -73,6 +73,25 @@ def _ends(path, cache):
     return key, looks_complete(head, tail, stat.st_size)
 
 
+def undecodable(paths):
+    """Indices of the files in `paths` that TensorFlow cannot decode as
+    training would, found in one parallel `tf.data` pass."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_vit.preprocessing import decode_image
+
+    index = tf.data.Dataset.from_tensor_slices(
+        (np.arange(len(paths)), np.asarray(paths))
+    )
+    good = index.map(
+        lambda i, path: (i, tf.shape(decode_image(tf.io.read_file(path)))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).ignore_errors()
+    ok = {int(i) for i, _ in good.as_numpy_iterator()}
+    return [i for i in range(len(paths)) if i not in ok]
+
+
 def _cached_bad(entry, key):
     return entry is not None and entry[:2] == key and entry[2] is False
 
@@ -120,7 +139,8 @@ def find_bad_images(
         progress: show a progress bar for 2,000 files and more. Defaults to
             `True`.
         decode: `decode(paths) -> indices of undecodable paths`, the full
-            decode (`keras_vit.data` passes TensorFlow's, in parallel).
+            decode. Defaults to `undecodable` (TensorFlow's decoders, as
+            training reads the files).
 
     Returns:
         Sorted list of indices into `files`.
@@ -158,7 +178,7 @@ def find_bad_images(
                 bar.update(done)
     bad_now = set()
     if doubtful:
-        found = decode([files[i] for i in doubtful])
+        found = (decode or undecodable)([files[i] for i in doubtful])
         bad_now = {doubtful[j] for j in found}
     bad = sorted(
         i

@@ -118,3 +118,14 @@ def test_unreadable_files_go_to_the_decoder(tmp_path):
     decoder = _Decoder()
     assert find_bad_images([*files, missing], None, decode=decoder) == [2]
     assert decoder.decoded == [[missing]]
+
+
+def test_the_default_decoder_is_tensorflows(tmp_path):
+    root, files = _folder(tmp_path, count=3)
+    damaged = root / "a" / "damaged.png"
+    data = bytearray(_encoded("png"))
+    data[40:60] = b"\0" * 20  # header and end intact, middle damaged
+    damaged.write_bytes(bytes(data))
+    files.append(str(damaged))
+    assert find_bad_images(files, None, check="headers") == []
+    assert find_bad_images(files, None, check="decode") == [3]
