@@ -36,28 +36,28 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _flag(flag, help_text):
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(flag, action="store_true", help=help_text)
+    return parent
+
+
 def model_file_options():
     """A parent parser with `--unsafe` (loading `.keras` files with code)."""
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
+    return _flag(
         "--unsafe",
-        action="store_true",
-        help="load model files that contain serialized Python code (Lambda "
+        "load model files that contain serialized Python code (Lambda "
         "layers); only for files you trust",
     )
-    return parent
 
 
 def log_options():
     """A parent parser with `--verbose` (TensorFlow's logs and warnings)."""
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
+    return _flag(
         "--verbose",
-        action="store_true",
-        help="show TensorFlow's, LiteRT's and the converters' own log lines "
-        "and warnings (hidden by default)",
+        "show TensorFlow's, LiteRT's and the converters' own log lines and "
+        "warnings (hidden by default)",
     )
-    return parent
 
 
 def _first_line(error):
