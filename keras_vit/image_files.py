@@ -114,13 +114,11 @@ def _read_cache(path):
 
 
 def _write_cache(path, entries):
-    from keras_vit.files import atomic_path
+    from keras_vit.files import write_json
 
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "w") as f:
-                json.dump(entries, f)
+        write_json(path, entries)
     except OSError as error:  # A read-only home: checks are redone.
         logger.debug("Image check cache not written: %s", error)
 
