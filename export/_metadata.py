@@ -151,7 +151,8 @@ def embed_tflite_metadata(flatbuffer, description):
         in_index[d["index"]] for d in interpreter.get_input_details()
     ]
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    # Unpacked without a copy: the weight buffers stay views of `flatbuffer`.
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     entries = [(_METADATA_NAME, json.dumps(description).encode())]
     names = description["class_names"]
     if names is not None:
@@ -176,7 +177,10 @@ def embed_tflite_metadata(flatbuffer, description):
         model.metadata.append(entry)
     builder = flatbuffers.Builder(len(flatbuffer) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    out = bytes(builder.Output())
+    del model
+    # One copy of the packed model, extended in place by the labels.
+    out = bytearray(memoryview(builder.Bytes)[builder.Head() :])
+    del builder
     if names is not None:
         archive = io.BytesIO()
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zipped:

@@ -99,14 +99,30 @@ def output_names(model):
     return ("logits", "probabilities")
 
 
-def _outputs(model, images):
-    outputs = model(images, training=False)
+def _outputs(model, images, weights=None):
+    if weights is None:
+        outputs = model(images, training=False)
+    else:
+        trainable = len(model.trainable_variables)
+        outputs, _ = model.stateless_call(
+            list(weights[:trainable]),
+            list(weights[trainable:]),
+            images,
+            training=False,
+        )
     if output_names(model) == ("probabilities",):
         return {"probabilities": outputs}
     return {"logits": outputs, "probabilities": tf.nn.softmax(outputs)}
 
 
-def serving_function(model, preprocessing=False, input_range=(-1.0, 1.0)):
+def model_variables(model):
+    """The model's variables in `model.stateless_call`'s order."""
+    return [*model.trainable_variables, *model.non_trainable_variables]
+
+
+def serving_function(
+    model, preprocessing=False, input_range=(-1.0, 1.0), weights_as_inputs=False
+):
     """A `tf.function` from `images` (any batch) to the model's outputs.
 
     Without `preprocessing`, `images` are float32 model inputs
@@ -115,32 +131,50 @@ def serving_function(model, preprocessing=False, input_range=(-1.0, 1.0)):
     `input_range` and resized in the graph exactly as training does
     (`keras_vit.preprocessing.preprocess_batch_graph`, built-in ops only).
     Returns `(function, input_spec)`; the outputs are `output_names(model)`.
+
+    With `weights_as_inputs`, the function takes each of
+    `model_variables(model)` as one more input after `images`, named
+    `weight_0`, `weight_1`, ... (`model.stateless_call`), so that a graph
+    converter sees no weight values: `input_spec` is then the list of all
+    the specs.
     """
     from keras_vit.preprocessing import preprocess_batch_graph
 
     height, width, channels = image_spec(model)
-    if not preprocessing:
+    if preprocessing:
+        spec = tf.TensorSpec(
+            (None, None, None, channels), tf.uint8, name="images"
+        )
+    else:
         spec = tf.TensorSpec(
             (None, height, width, channels), tf.float32, name="images"
         )
 
+    def body(images, weights=None):
+        if preprocessing:
+            with tf.name_scope("preprocessing"):
+                images = preprocess_batch_graph(
+                    images, (height, width), input_range
+                )
+        return _outputs(model, images, weights)
+
+    if not weights_as_inputs:
+
         @tf.function(input_signature=[spec])
         def serve(images):
-            return _outputs(model, images)
+            return body(images)
 
         return serve, spec
+    specs = [spec] + [
+        tf.TensorSpec(v.shape, v.dtype, name=f"weight_{i}")
+        for i, v in enumerate(model_variables(model))
+    ]
 
-    spec = tf.TensorSpec((None, None, None, channels), tf.uint8, name="images")
+    @tf.function(input_signature=specs)
+    def serve_stateless(images, *weights):
+        return body(images, weights)
 
-    @tf.function(input_signature=[spec])
-    def serve_raw(images):
-        with tf.name_scope("preprocessing"):
-            inputs = preprocess_batch_graph(
-                images, (height, width), input_range
-            )
-        return _outputs(model, inputs)
-
-    return serve_raw, spec
+    return serve_stateless, specs
 
 
 def encoded_serving_function(model, input_range=(-1.0, 1.0)):

@@ -16,6 +16,7 @@ from export._metadata import describe
 from export._metadata import embed_onnx_metadata
 from export._model import float32_model
 from export._model import image_spec
+from export._model import model_variables
 from export._model import output_names
 from export._model import serving_function
 from export.quantize import DEFAULT_KEEP_FLOAT
@@ -46,19 +47,6 @@ def _quiet_tf2onnx():
         logger.setLevel(level)
 
 
-@contextlib.contextmanager
-def _numpy_product_alias():
-    """tf2onnx 1.17's large-model path calls `np.product`, gone in NumPy 2."""
-    added = not hasattr(np, "product")
-    if added:
-        np.product = np.prod
-    try:
-        yield
-    finally:
-        if added:
-            del np.product
-
-
 def _weight_bytes(model):
     return sum(
         int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
@@ -80,31 +68,135 @@ def _unknown_ops(model_proto, opset):
     return sorted(unknown)
 
 
+def _attribute(node, name, default=None):
+    import onnx
+
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return onnx.helper.get_attribute_value(attribute)
+    return default
+
+
+def _weight_transform(node, constants):
+    """`f(array) -> array` for a data-movement node on one weight, or None.
+
+    tf2onnx leaves such nodes on graph inputs (e.g. a kernel reshaped to
+    `(dim, heads, head_dim)`); applied here, the file holds the weight in
+    the layout the graph uses.
+    """
+    import onnx
+
+    extra = list(node.input[1:])
+    if any(name and name not in constants for name in extra):
+        return None
+    if node.op_type == "Identity":
+        return lambda x: x
+    if node.op_type == "Cast":
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(_attribute(node, "to"))
+        return lambda x: x.astype(dtype)
+    if node.op_type == "Transpose":
+        perm = _attribute(node, "perm")
+        return lambda x: np.transpose(x, perm)
+    if node.op_type == "Reshape" and len(extra) == 1:
+        shape = [int(d) for d in constants[extra[0]]]
+        if _attribute(node, "allowzero", 0):
+            return lambda x: np.reshape(x, shape)
+        return lambda x: np.reshape(
+            x, [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+        )
+    if node.op_type in ("Squeeze", "Unsqueeze"):
+        if extra:
+            axes = [int(a) for a in constants[extra[0]]]
+        else:
+            axes = _attribute(node, "axes")
+        if node.op_type == "Squeeze":
+            axes = None if axes is None else tuple(axes)
+            return lambda x: np.squeeze(x, axes)
+        return lambda x: np.expand_dims(x, tuple(axes))
+    return None
+
+
+def _fold_weight_transforms(graph, weights):
+    """Applies data-movement nodes whose input is a weight to the weight.
+
+    `weights` maps graph input names to `() -> array` callables; each folded
+    node's output joins it and the node leaves the graph. Nothing is
+    computed here: the arrays are made one at a time when the file is
+    written.
+    """
+    from onnx import numpy_helper
+
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    kept = []
+    for node in graph.node:
+        source = node.input[0] if node.input else None
+        transform = (
+            _weight_transform(node, constants) if source in weights else None
+        )
+        if transform is None or len(node.output) != 1:
+            kept.append(node)
+            continue
+        weights[node.output[0]] = (
+            lambda load=weights[source], transform=transform: transform(load())
+        )
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {name for node in kept for name in node.input}
+    used.update(output.name for output in graph.output)
+    for name in [name for name in weights if name not in used]:
+        del weights[name]
+    constants = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(constants)
+
+
+def _rename_weights(graph, weights, variables):
+    """Names each weight after its Keras variable's path where unambiguous."""
+    taken = {n for node in graph.node for n in (*node.input, *node.output)}
+    taken.update(t.name for t in graph.initializer)
+    renamed = {}
+    for index, variable in enumerate(variables):
+        old = f"weight_{index}"
+        new = variable.path
+        if old in weights and new not in taken and new not in renamed.values():
+            renamed[old] = new
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+    for old, new in renamed.items():
+        weights[new] = weights.pop(old)
+
+
 def convert(
     model,
     opset=17,
-    external_data=False,
     preprocessing=False,
     input_range=DEFAULT_INPUT_RANGE,
     class_names=None,
 ):
-    """Returns `(model_proto, external_tensors)` for `model`.
+    """Returns `(model_proto, weights)` for `model`.
 
-    The proto's `metadata_props` describe the input, the preprocessing and
-    the class names (`export._metadata.embed_onnx_metadata`).
+    tf2onnx converts the graph with the model's variables as inputs
+    (`export._model.serving_function(weights_as_inputs=True)`), so no copy
+    of the weights is made while converting and optimizing. `weights`
+    maps each initializer the graph still needs to a callable returning
+    its array (from the Keras variables, in the layout the graph uses);
+    `write_onnx` stores them. The proto's `metadata_props` describe the
+    input, the preprocessing and the class names
+    (`export._metadata.embed_onnx_metadata`).
 
     Raises `InvalidOnnxError` when tf2onnx leaves operators that are not
     part of ONNX at `opset`: tf2onnx writes such files without failing.
     """
     import tf2onnx
 
-    serve, spec = serving_function(model, preprocessing, input_range)
-    with _quiet_tf2onnx(), _numpy_product_alias():
-        model_proto, storage = tf2onnx.convert.from_function(
-            serve,
-            input_signature=[spec],
-            opset=opset,
-            large_model=external_data,
+    serve, specs = serving_function(
+        model, preprocessing, input_range, weights_as_inputs=True
+    )
+    with _quiet_tf2onnx():
+        model_proto, _ = tf2onnx.convert.from_function(
+            serve, input_signature=specs, opset=opset
         )
     unknown = _unknown_ops(model_proto, opset)
     if unknown:
@@ -113,7 +205,22 @@ def convert(
             f"invalid, so none is written. Ops that are not ONNX operators "
             f"at opset {opset}: {', '.join(unknown)}"
         )
-    external = storage.name_to_tensor_data if storage is not None else {}
+    graph = model_proto.graph
+    variables = model_variables(model)
+    weights = {}
+    for index, variable in enumerate(variables):
+        weights[f"weight_{index}"] = lambda variable=variable: np.asarray(
+            variable.numpy()
+        )
+    images = [i for i in graph.input if i.name not in weights]
+    del graph.input[:]
+    graph.input.extend(images)
+    _fold_weight_transforms(graph, weights)
+    _rename_weights(graph, weights, variables)
+    weight_names = set(weights)
+    infos = [v for v in graph.value_info if v.name not in weight_names]
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
     description = describe(
         image_spec(model),
         output_names(model),
@@ -122,33 +229,65 @@ def convert(
         input_range,
     )
     embed_onnx_metadata(model_proto, description)
-    return model_proto, external
+    return model_proto, weights
 
 
-def write_onnx(model_proto, external, path):
-    """Writes the model, its weights in `path + ".data"` when external."""
+def _little_endian(array):
+    array = np.ascontiguousarray(array)
+    return array.astype(array.dtype.newbyteorder("<"), copy=False)
+
+
+def write_onnx(model_proto, weights, path, external_data=False):
+    """Writes the graph with its `weights` (from `convert`) to `path`.
+
+    Each weight is made from its variable, written and released in turn, so
+    writing holds one tensor at a time: with `external_data` into
+    `path + ".data"` (aligned to 4 KiB so runtimes can map them), the
+    `.onnx` file holding their locations; otherwise into the `.onnx` file
+    itself, appended as initializer messages after the graph (protobuf
+    merges repeated fields, so readers see one model). The file is then
+    checked with `onnx.checker` (full check, shapes inferred).
+    `model_proto` is left as it was.
+    """
     import onnx
+    from onnx import numpy_helper
 
-    if external:
-        data_path = path + ".data"
-        location = os.path.basename(data_path)
-        with open(data_path, "wb") as data:
-            for tensor in model_proto.graph.initializer:
-                if tensor.data_location != onnx.TensorProto.EXTERNAL:
-                    continue
-                entries = {e.key: e.value for e in tensor.external_data}
-                payload = external[entries["location"]]
-                offset = data.tell()
-                data.write(payload)
-                del tensor.external_data[:]
+    if external_data:
+        graph = onnx.ModelProto()
+        graph.CopyFrom(model_proto)
+        location = os.path.basename(path) + ".data"
+        with open(path + ".data", "wb") as data:
+            for name, load in weights.items():
+                array = _little_endian(load())
+                offset = -data.tell() % 4096 + data.tell()
+                data.seek(offset)
+                data.write(memoryview(array).cast("B"))
+                tensor = graph.graph.initializer.add()
+                tensor.name = name
+                tensor.dims.extend(array.shape)
+                tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(
+                    array.dtype
+                )
+                tensor.data_location = onnx.TensorProto.EXTERNAL
                 for key, value in (
                     ("location", location),
                     ("offset", str(offset)),
-                    ("length", str(len(payload))),
+                    ("length", str(array.nbytes)),
                 ):
                     entry = tensor.external_data.add()
                     entry.key, entry.value = key, value
-    onnx.save_model(model_proto, path)
+                del array
+        onnx.save_model(graph, path)
+    else:
+        with open(path, "wb") as file:
+            file.write(model_proto.SerializeToString())
+            for name, load in weights.items():
+                piece = onnx.ModelProto()
+                piece.graph.initializer.append(
+                    numpy_helper.from_array(load(), name)
+                )
+                file.write(piece.SerializeToString())
+                del piece
     onnx.checker.check_model(path, full_check=True)
 
 
@@ -239,17 +378,17 @@ def export_onnx(
         )
     if calibration is not None and preprocessing:
         calibration = to_pixels(calibration, input_range)
-    model_proto, external = convert(
-        model, opset, external_data, preprocessing, input_range, names
+    model_proto, weights = convert(
+        model, opset, preprocessing, input_range, names
     )
 
     def write(staged):
         if quantize is None:
-            write_onnx(model_proto, external, staged)
+            write_onnx(model_proto, weights, staged, external_data)
             return
         with tempfile.TemporaryDirectory() as scratch:
             plain = os.path.join(scratch, "float.onnx")
-            write_onnx(model_proto, external, plain)
+            write_onnx(model_proto, weights, plain, external_data)
             quantize_onnx(plain, staged, quantize, calibration, keep_float)
         import onnx
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 from export._common import as_image_array
 from export._common import class_names_of
 from export._common import prepare
+from export._common import release_freed_memory
 from export._common import to_pixels
 from export._common import write_checked
 from export._metadata import describe
@@ -126,7 +127,7 @@ def convert(
     class_names=None,
     keep_float=DEFAULT_KEEP_FLOAT,
 ):
-    """Returns the bytes of a TFLite flatbuffer of `model`.
+    """Returns a TFLite flatbuffer of `model` (a `bytearray`).
 
     For `quantize="int8"`, `keep_float` names the op groups left in float
     (`export.quantize.KEEP_FLOAT`); the preprocessing always is.
@@ -187,6 +188,7 @@ def convert(
                     f"built-in ops only. Ops needing Flex: {ops}"
                 ) from error
             raise
+    release_freed_memory()
     _check_builtin_only(flatbuffer)
     description = describe(
         shape, output_names(model), class_names, preprocessing, input_range

@@ -354,8 +354,8 @@ def test_interrupted_export_in_process_cleans_up(
 
     real_write = onnx_model.write_onnx
 
-    def write_then_interrupt(proto, external, path):
-        real_write(proto, external, path)
+    def write_then_interrupt(*args):
+        real_write(*args)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(onnx_model, "write_onnx", write_then_interrupt)
