@@ -161,6 +161,31 @@ def test_explicit_arguments_override_the_variant():
     assert model.name == "vit_s16"
 
 
+def test_no_two_random_weights_start_equal():
+    # One unseeded Keras initializer reused for several weights gives them
+    # all the same values: query, key, value and output kernels would start
+    # equal, and both MLP kernels the same numbers in another shape.
+    keras.utils.set_random_seed(0)
+    model = build_vit(**TINY, num_classes=3)
+    keras.utils.set_random_seed(0)
+    again = build_vit(**TINY, num_classes=3)
+    random = {}
+    for w, w_again in zip(model.weights, again.weights):
+        values = to_numpy(w)
+        np.testing.assert_array_equal(values, to_numpy(w_again))  # Seeded.
+        if np.unique(values).size > 1:
+            random[w.path] = np.sort(values.ravel())
+    assert "encoder_block_0/attention/key_kernel" in random
+    assert "encoder_block_1/mlp/dense_1/kernel" in random
+    names = sorted(random)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            same = random[a].shape == random[b].shape and np.array_equal(
+                random[a], random[b]
+            )
+            assert not same, f"{a} and {b} start with the same values"
+
+
 def test_drop_path_rate_grows_linearly_with_depth():
     model = build_vit(**dict(TINY, depth=3), drop_path_rate=0.2, num_classes=2)
     rates = [

@@ -1,5 +1,21 @@
 """Argument checks shared by the layers and the model builder."""
 
+import keras
+
+
+def fresh_initializer(initializer):
+    """A new instance of `initializer`, for one more weight.
+
+    A Keras random initializer without a seed draws its seed once, when it
+    is made: the same instance used for two weights gives both the same
+    values (a block's query, key, value and output kernels would start
+    equal). Each weight gets its own instance; one with an explicit seed
+    still repeats its values, as in Keras' own layers.
+    """
+    if isinstance(initializer, keras.initializers.Initializer):
+        return initializer.__class__.from_config(initializer.get_config())
+    return initializer
+
 
 def normalize_pair(value, name):
     """Returns `value` as a `(height, width)` tuple of positive ints.

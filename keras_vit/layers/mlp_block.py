@@ -5,6 +5,7 @@ from keras_vit import fused
 from keras_vit.activations import get_gelu
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
+from keras_vit.layers._utils import fresh_initializer
 from keras_vit.layers._utils import refreeze
 
 
@@ -66,8 +67,8 @@ class MLPBlock(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.dense_0 = keras.layers.Dense(
             self.mlp_dim,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
+            kernel_initializer=fresh_initializer(self.kernel_initializer),
+            bias_initializer=fresh_initializer(self.bias_initializer),
             dtype=self.dtype_policy,
             name="dense_0",
         )
@@ -87,8 +88,8 @@ class MLPBlock(keras.layers.Layer):
             )
         self.dense_1 = keras.layers.Dense(
             input_shape[-1],
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
+            kernel_initializer=fresh_initializer(self.kernel_initializer),
+            bias_initializer=fresh_initializer(self.bias_initializer),
             dtype=self.dtype_policy,
             name="dense_1",
         )

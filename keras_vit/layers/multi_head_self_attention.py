@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
+from keras_vit.layers._utils import fresh_initializer
 
 
 def _flat_fan_initializer(initializer, flat_shape):
@@ -134,12 +135,6 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             )
         dim = input_shape[-1]
         heads, head_dim = self.num_heads, self._head_dim(dim)
-        in_init = _flat_fan_initializer(
-            self.kernel_initializer, (dim, heads * head_dim)
-        )
-        out_init = _flat_fan_initializer(
-            self.kernel_initializer, (heads * head_dim, dim)
-        )
         for name in ("query", "key", "value"):
             setattr(
                 self,
@@ -147,7 +142,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
                 self.add_weight(
                     name=f"{name}_kernel",
                     shape=(dim, heads, head_dim),
-                    initializer=in_init,
+                    initializer=_flat_fan_initializer(
+                        fresh_initializer(self.kernel_initializer),
+                        (dim, heads * head_dim),
+                    ),
                 ),
             )
             setattr(
@@ -156,7 +154,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
                 self.add_weight(
                     name=f"{name}_bias",
                     shape=(heads, head_dim),
-                    initializer=self.bias_initializer,
+                    initializer=fresh_initializer(self.bias_initializer),
                 )
                 if self.use_bias
                 else None,
@@ -173,13 +171,16 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.output_kernel = self.add_weight(
             name="output_kernel",
             shape=(heads, head_dim, dim),
-            initializer=out_init,
+            initializer=_flat_fan_initializer(
+                fresh_initializer(self.kernel_initializer),
+                (heads * head_dim, dim),
+            ),
         )
         self.output_bias = (
             self.add_weight(
                 name="output_bias",
                 shape=(dim,),
-                initializer=self.bias_initializer,
+                initializer=fresh_initializer(self.bias_initializer),
             )
             if self.use_bias
             else None
