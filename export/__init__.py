@@ -24,6 +24,7 @@ from keras_vit.command import quiet_startup
 quiet_startup()  # python -m export: quiet TensorFlow before it loads.
 
 from export._files import OutputExistsError
+from export._memory import ExportMemoryError
 from export._model import float32_model
 from export.onnx_model import InvalidOnnxError
 from export.onnx_model import export_onnx
@@ -39,6 +40,7 @@ from export.verify import verify
 
 __all__ = [
     "AccuracyBudgetError",
+    "ExportMemoryError",
     "ImageFiles",
     "InvalidOnnxError",
     "OutputExistsError",

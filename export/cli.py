@@ -15,6 +15,9 @@ import sys
 import numpy as np
 
 from export._files import check_target
+from export._memory import ExportMemoryError
+from export._memory import check_memory
+from export._memory import check_tflite_size
 from export._metadata import describe
 from export._model import image_spec
 from export._model import load_model
@@ -284,6 +287,12 @@ def run_export(args, log):
         )
     model = load_model(args.model, unsafe=args.unsafe)
     shape = image_spec(model)
+    # Before anything is read or written: every export must fit.
+    jobs = [(fmt, mode) for _, fmt, mode in _jobs(args.formats, args.quantize)]
+    for fmt, mode in jobs:
+        if fmt == "tflite":
+            check_tflite_size(model, mode)
+    check_memory(model, jobs)
     representative = None
     if args.representative_data:
         representative = load_images(
@@ -597,7 +606,7 @@ def main(argv=None, prog="python -m export"):
         _export_command,
         args,
         on_failure=nothing_written,
-        failures=(AccuracyBudgetError,),
+        failures=(AccuracyBudgetError, ExportMemoryError),
         target=args.to,
     )
 

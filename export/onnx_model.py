@@ -12,6 +12,8 @@ from export._common import class_names_of
 from export._common import prepare
 from export._common import to_pixels
 from export._common import write_checked
+from export._memory import check_memory
+from export._memory import weight_bytes
 from export._metadata import describe
 from export._metadata import embed_onnx_metadata
 from export._model import float32_model
@@ -45,13 +47,6 @@ def _quiet_tf2onnx():
         yield
     finally:
         logger.setLevel(level)
-
-
-def _weight_bytes(model):
-    return sum(
-        int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
-        for w in model.weights
-    )
 
 
 def _unknown_ops(model_proto, opset):
@@ -355,12 +350,13 @@ def export_onnx(
             f"`opset` must be an int >= 13. Received: opset={opset!r}"
         )
     model = float32_model(model)
+    check_memory(model, [("onnx", quantize)])
     names = class_names_of(model, class_names)
     path, samples = prepare(
         model, path, overwrite, samples, preprocessing, input_range
     )
     if external_data is None:
-        external_data = _weight_bytes(model) > EXTERNAL_DATA_THRESHOLD
+        external_data = weight_bytes(model) > EXTERNAL_DATA_THRESHOLD
     if quantize not in (None, "dynamic", "int8"):
         raise ValueError(
             'ONNX `quantize` must be None, "dynamic" or "int8". '

@@ -8,6 +8,7 @@ import tensorflow as tf
 from export._common import class_names_of
 from export._common import prepare
 from export._common import write_verified
+from export._memory import check_memory
 from export._metadata import LABELS_FILE
 from export._model import encoded_serving_function
 from export._model import float32_model
@@ -123,6 +124,7 @@ def export_saved_model(
     True
     """
     model = float32_model(model)
+    check_memory(model, [("saved_model", None)])
     names = class_names_of(model, class_names)
     path, samples = prepare(
         model, path, overwrite, samples, preprocessing, input_range

@@ -13,6 +13,8 @@ from export._common import prepare
 from export._common import release_freed_memory
 from export._common import to_pixels
 from export._common import write_checked
+from export._memory import check_memory
+from export._memory import check_tflite_size
 from export._metadata import describe
 from export._metadata import embed_tflite_metadata
 from export._model import float32_model
@@ -283,6 +285,8 @@ def export_tflite(
             f"Received: quantize={quantize!r}"
         )
     model = float32_model(model)
+    check_tflite_size(model, quantize)
+    check_memory(model, [("tflite", quantize)])
     # Read once: an iterator of batches could not be read a second time.
     calibration = as_image_array(
         representative_data,
