@@ -31,5 +31,22 @@ def _fresh_keras_state():
     keras.config.set_dtype_policy("float32")
 
 
+def pytest_collection_modifyitems(config, items):
+    """On the JAX or PyTorch backend, only the portable tests run."""
+    from tests.helpers import BACKEND_PORTABLE
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return
+    root = str(config.rootpath)
+    skip = pytest.mark.skip(
+        reason=f"needs the TensorFlow backend (running on {backend})"
+    )
+    for item in items:
+        path = os.path.relpath(str(item.path), root)
+        if not path.startswith(BACKEND_PORTABLE):
+            item.add_marker(skip)
+
+
 # Scripts run by hand or in subprocesses, not test modules.
 collect_ignore = ["fixtures/make_golden.py", "distributed_worker.py"]
