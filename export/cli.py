@@ -454,16 +454,71 @@ def run_bench(args):
     from export.bench import benchmark
     from export.bench import format_bench
 
+    if args.tune:
+        return _run_tune(args)
+    if args.threads is not None and len(args.threads) != 1:
+        raise ValueError(
+            "Without --tune, --threads takes one thread count for LiteRT and "
+            f"onnxruntime. Received: --threads {args.threads}"
+        )
     model = load_model(args.model, unsafe=args.unsafe) if args.model else None
     rows = benchmark(
         args.directory,
         model=model,
         batch_size=args.batch_size,
         repeats=args.repeats,
+        num_threads=args.threads[0] if args.threads else None,
     )
     print(format_bench(rows))
     if args.json:
         write_json(args.json, rows)
+
+
+def _run_tune(args):
+    import platform
+
+    from export.bench import format_tuning
+    from export.bench import read_manifest
+    from export.bench import tune
+
+    results = tune(
+        args.directory,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        threads=args.threads,
+    )
+    print(format_tuning(results))
+    manifest = read_manifest(args.directory)
+    machine = {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+    }
+    for entry in manifest["artifacts"].values():
+        result = results.get(entry["file"])
+        if result is not None:
+            entry["runtime_settings"] = {
+                "batch1": result["batch1"],
+                f"batch{result['batch_size']}": result["batchN"],
+                "measured_on": machine,
+            }
+    write_json(os.path.join(args.directory, "manifest.json"), manifest)
+    if args.json:
+        write_json(args.json, results)
+    print(f"wrote the fastest settings into {args.directory}/manifest.json")
+
+
+def _cpu_name():
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def export_parser(prog="python -m export"):
@@ -569,6 +624,18 @@ def export_parser(prog="python -m export"):
     return parser
 
 
+def _thread_list(text):
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected positive thread counts such as 1,2,4; got {text!r}"
+        )
+    return counts
+
+
 def bench_parser(prog="python -m export bench"):
     parser = Parser(
         prog=prog,
@@ -582,6 +649,20 @@ def bench_parser(prog="python -m export bench"):
     parser.add_argument("--model", help="the .keras model, to time Keras too")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="time every TFLite file with each thread count and every ONNX "
+        "file with each thread count and graph optimization level, and "
+        "write the fastest at batch 1 and N into manifest.json",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_thread_list,
+        help="thread counts for --tune, e.g. 1,2,4 (default: 1, 2, 4, ... "
+        "and every core); without --tune, the one count LiteRT and "
+        "onnxruntime run with (default: every core)",
+    )
     parser.add_argument(
         "--json", metavar="FILE", help="also write the rows as JSON"
     )

@@ -103,6 +103,14 @@ def artifact_size(path):
     return size
 
 
+# onnxruntime's graph optimization levels, by the names the settings use.
+ORT_OPTIMIZATION = {
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
 class Runner:
     """Runs an artifact in its own runtime.
 
@@ -112,8 +120,17 @@ class Runner:
     preprocessing inside (`runner.raw_images`).
     """
 
-    def __init__(self, path, num_threads=None):
+    def __init__(self, path, num_threads=None, optimization=None):
+        """`num_threads`: for LiteRT (XNNPACK) and onnxruntime (intra-op),
+        `None` for the runtime's default; `optimization`: onnxruntime's
+        graph optimization level, one of `ORT_OPTIMIZATION` (`None`: its
+        default, `"all"`)."""
         self.path = os.fspath(path)
+        if optimization is not None and optimization not in ORT_OPTIMIZATION:
+            raise ValueError(
+                f"`optimization` must be one of {sorted(ORT_OPTIMIZATION)}. "
+                f"Received: optimization={optimization!r}"
+            )
         self.format = artifact_format(self.path)
         if self.format == "saved_model":
             import tensorflow as tf
@@ -146,6 +163,11 @@ class Runner:
             options = onnxruntime.SessionOptions()
             if num_threads:
                 options.intra_op_num_threads = num_threads
+            if optimization is not None:
+                options.graph_optimization_level = getattr(
+                    onnxruntime.GraphOptimizationLevel,
+                    ORT_OPTIMIZATION[optimization],
+                )
             self._session = onnxruntime.InferenceSession(
                 self.path, options, providers=["CPUExecutionProvider"]
             )

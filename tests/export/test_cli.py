@@ -301,7 +301,57 @@ def test_bench_times_every_runtime(saved_model_file, tmp_path, capsys):
     rows = json.loads((tmp_path / "bench.json").read_text())
     assert len(rows) == 4
     assert all(r["batch1_ms"] > 0 and r["images_per_s"] > 0 for r in rows)
+    assert all(r["threads"] >= 1 for r in rows)
     assert main(["bench", str(tmp_path)]) == 2
+
+
+def test_bench_tune_writes_the_fastest_runtime_settings(
+    saved_model_file, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    assert _run(saved_model_file, "--to", out, "--quiet") == 0
+    before = json.loads((out / "manifest.json").read_text())
+    capsys.readouterr()
+    code = main(
+        [
+            "bench",
+            str(out),
+            "--tune",
+            "--threads",
+            "1,2",
+            "--batch-size",
+            "2",
+            "--repeats",
+            "2",
+            "--json",
+            str(tmp_path / "tune.json"),
+        ]
+    )
+    assert code == 0
+    assert "manifest.json" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    artifacts = manifest["artifacts"]
+    assert "runtime_settings" not in artifacts["saved_model"]
+    for name in ("model.tflite", "model.onnx"):
+        settings = artifacts[name]["runtime_settings"]
+        assert settings["measured_on"]["cores"] >= 1
+        for batch in ("batch1", "batch2"):
+            assert settings[batch]["threads"] in (1, 2)
+            assert settings[batch]["ms"] > 0
+    assert artifacts["model.onnx"]["runtime_settings"]["batch1"][
+        "optimization"
+    ] in ("basic", "extended", "all")
+    # Everything else in the manifest is as the export wrote it.
+    for entry in artifacts.values():
+        entry.pop("runtime_settings", None)
+    assert manifest == before
+    measured = json.loads((tmp_path / "tune.json").read_text())
+    assert len(measured["model.onnx"]["measured"]) == 2 * 3
+    assert len(measured["model.tflite"]["measured"]) == 2
+    with pytest.raises(SystemExit) as usage:
+        main(["bench", str(out), "--tune", "--threads", "0"])
+    assert usage.value.code == 2
+    assert main(["bench", str(out), "--threads", "1,2"]) == 2
 
 
 def test_killed_export_leaves_no_artifact(saved_model_file, tmp_path):
