@@ -200,11 +200,17 @@ def worker(args):
         )
     else:
         model = _build(args.impl, config)
-        fn = tf.function(lambda x: model(x, training=False), jit_compile=jit)
         rng = np.random.default_rng(0)
-        x = tf.constant(
-            rng.uniform(-1, 1, (batch, config[0], config[0], 3)), tf.float32
-        )
+        images = rng.uniform(-1, 1, (batch, config[0], config[0], 3))
+        if keras.backend.backend() == "tensorflow":
+            fn = tf.function(
+                lambda x: model(x, training=False), jit_compile=jit
+            )
+            x = tf.constant(images, tf.float32)
+        else:  # The backend's own compiled predict step (jax.jit, ...).
+            model.compile(jit_compile=jit)
+            fn = model.predict_on_batch
+            x = keras.ops.convert_to_tensor(images.astype("float32"))
         for _ in range(args.warmup + args.steps):
             start = time.perf_counter()
             np.asarray(fn(x))
