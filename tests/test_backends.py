@@ -32,6 +32,10 @@ def test_the_model_tests_pass_on_another_backend(backend):
             "no:cacheprovider",
             "-o",
             "addopts=",
+            # Counting the parameters of L/16 and H/14 is the same arithmetic
+            # on every backend, and building H/14 takes 18 s on JAX.
+            "-k",
+            "not test_parameter_counts_match_the_original",
             *BACKEND_PORTABLE,
         ],
         capture_output=True,
