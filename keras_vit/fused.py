@@ -1,4 +1,4 @@
-"""Fused training kernels for the encoder's GELU and LayerNorms.
+"""Fused training kernels for the encoder's GELU, LayerNorms and softmax.
 
 Without XLA, TensorFlow runs each elementwise op of a GELU or a LayerNorm,
 and each op of their gradients, as its own pass over memory: on a CPU the
@@ -7,10 +7,12 @@ GELU alone takes about a seventh of a ViT training step
 each are single XLA-compiled functions, joined by `tf.custom_gradient`, so
 that each becomes one or two fused loops, while the matrix products stay
 with TensorFlow's oneDNN kernels (compiling the whole model with XLA is
-slower on CPU, BENCHMARKS.md). The gradients are written out from the
-equations, and `tests/test_fused.py` checks them against automatic
-differentiation of the plain forms. (The attention softmax was tried too:
-TensorFlow's own softmax kernels were as fast or faster.)
+slower on CPU, BENCHMARKS.md). The attention softmax keeps TensorFlow's
+forward kernel, which is fast, and gets a one-pass XLA gradient. Sums over
+the last axis are matrix-vector products, which XLA's CPU code runs several
+times faster than its reductions along that axis. The gradients are written
+out from the equations, and `tests/test_fused.py` checks them against
+automatic differentiation of the plain forms.
 
 The layers use these kernels only when training on the TensorFlow backend
 (`training=True`); inference, export and other backends run the plain
@@ -75,47 +77,66 @@ def _build_kernels():
         pdf = tf.exp(-0.5 * xf * xf) * _INV_SQRT_2PI
         return upstream * tf.cast(cdf + xf * pdf, upstream.dtype)
 
+    def row_mean(x):
+        # The mean over the last axis of a (rows, D) matrix, as its product
+        # with a vector of ones: XLA's CPU code for reductions along the
+        # minor axis is several times slower than its matrix-vector product
+        # (the LayerNorm's forward and backward kernels each ran 1.7x
+        # faster this way, BENCHMARKS.md "What was tried").
+        ones = tf.ones((x.shape[-1], 1), x.dtype)
+        return tf.matmul(x, ones) / x.shape[-1]
+
     def normalize(x, epsilon):
-        mean = tf.reduce_mean(x, axis=-1, keepdims=True)
-        variance = tf.reduce_mean(
-            tf.math.squared_difference(x, mean), axis=-1, keepdims=True
-        )
-        return (x - mean) * tf.math.rsqrt(variance + epsilon), variance
+        mean = row_mean(x)
+        centered = x - mean
+        variance = row_mean(centered * centered)
+        return centered * tf.math.rsqrt(variance + epsilon), variance
+
+    def as_rows(x):
+        """`x` as a float32 (rows, D) matrix: every token a row."""
+        return tf.reshape(tf.cast(x, tf.float32), (-1, x.shape[-1]))
 
     @xla
     def layer_norm_forward(x, gamma, beta, epsilon):
-        normalized, _ = normalize(tf.cast(x, tf.float32), epsilon)
+        normalized, _ = normalize(as_rows(x), epsilon)
         outputs = normalized * tf.cast(gamma, tf.float32)
-        return tf.cast(outputs + tf.cast(beta, tf.float32), x.dtype)
+        outputs = outputs + tf.cast(beta, tf.float32)
+        return tf.reshape(tf.cast(outputs, x.dtype), tf.shape(x))
 
     @xla
     def layer_norm_backward(x, gamma, epsilon, upstream):
-        normalized, variance = normalize(tf.cast(x, tf.float32), epsilon)
-        dy = tf.cast(upstream, tf.float32)
+        normalized, variance = normalize(as_rows(x), epsilon)
+        dy = as_rows(upstream)
         d_normalized = dy * tf.cast(gamma, tf.float32)
         # dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sigma
         dx = tf.math.rsqrt(variance + epsilon) * (
             d_normalized
-            - tf.reduce_mean(d_normalized, axis=-1, keepdims=True)
-            - normalized
-            * tf.reduce_mean(d_normalized * normalized, axis=-1, keepdims=True)
+            - row_mean(d_normalized)
+            - normalized * row_mean(d_normalized * normalized)
         )
-        # Sums over all tokens as (rows, D) matrices, which XLA reduces
-        # faster than over the leading axes of a 3-D tensor.
-        rows = tf.reshape(dy, (-1, x.shape[-1]))
-        d_gamma = tf.reduce_sum(
-            rows * tf.reshape(normalized, tf.shape(rows)), 0
-        )
-        d_beta = tf.reduce_sum(rows, axis=0)
+        # Sums over all tokens, down the columns of the (rows, D) matrices.
+        d_gamma = tf.reduce_sum(dy * normalized, axis=0)
+        d_beta = tf.reduce_sum(dy, axis=0)
         return (
-            tf.cast(dx, x.dtype),
+            tf.reshape(tf.cast(dx, x.dtype), tf.shape(x)),
             tf.cast(d_gamma, gamma.dtype),
             tf.cast(d_beta, gamma.dtype),
         )
 
+    @xla
+    def softmax_backward(weights, upstream):
+        # dx = y * (dy - sum(dy * y)) over the last axis, in float32.
+        rows = as_rows(weights)
+        d_rows = as_rows(upstream)
+        dx = rows * (
+            d_rows - tf.matmul(d_rows * rows, tf.ones((rows.shape[-1], 1)))
+        )
+        return tf.reshape(tf.cast(dx, upstream.dtype), tf.shape(upstream))
+
     return {
         "gelu": (gelu_forward, gelu_backward),
         "layer_norm": (layer_norm_forward, layer_norm_backward),
+        "softmax": (None, softmax_backward),
     }
 
 
@@ -177,3 +198,29 @@ def layer_norm(x, gamma, beta, epsilon):
         return forward(x, gamma, beta, epsilon), grad
 
     return fused(x, gamma, beta)
+
+
+def softmax(x):
+    """Softmax over the last axis with a one-pass fused gradient.
+
+    The forward pass is TensorFlow's softmax on `x` as it is (for bfloat16,
+    its CPU kernel computes in float32 and rounds the result once); the
+    gradient `y * (dy - sum(dy * y))` is one XLA-compiled function computed
+    in float32.
+
+    Args:
+        x: float tensor, the logits.
+
+    Returns:
+        The softmax of `x` over its last axis, of the dtype of `x`.
+    """
+    import tensorflow as tf
+
+    _, backward = _get("softmax")
+
+    @tf.custom_gradient
+    def fused(x):
+        weights = tf.nn.softmax(x, axis=-1)
+        return weights, lambda upstream: backward(weights, upstream)
+
+    return fused(x)

@@ -54,6 +54,32 @@ def test_layer_norm_and_its_gradients_match_keras():
     _assert_same(fast, plain, [x, gamma, beta], upstream, atol=2e-5)
 
 
+def test_softmax_and_its_gradient_match_autodiff():
+    x = (RNG.normal(size=(2, 3, 11, 11)) * 3).astype("float32")
+    upstream = RNG.normal(size=x.shape).astype("float32")
+    plain = lambda x: tf.nn.softmax(x, axis=-1)  # noqa: E731
+    _assert_same(fused.softmax, plain, [x], upstream, atol=1e-6)
+
+
+def test_bfloat16_softmax_equals_casting_around_a_float32_one():
+    x = tf.constant(RNG.normal(size=(2, 3, 13, 13)) * 3, tf.bfloat16)
+    upstream = tf.constant(RNG.normal(size=x.shape), tf.bfloat16)
+
+    def around(x):
+        y = tf.nn.softmax(tf.cast(x, tf.float32), axis=-1)
+        return tf.cast(y, tf.bfloat16)
+
+    y_fused, (g_fused,) = _value_and_grads(fused.softmax, [x], upstream)
+    y_plain, (g_plain,) = _value_and_grads(around, [x], upstream)
+    assert y_fused.dtype == g_fused.dtype == tf.bfloat16.as_numpy_dtype
+    # The same values: TensorFlow's bfloat16 softmax computes in float32.
+    np.testing.assert_array_equal(y_fused, y_plain)
+    # The gradient uses the rounded weights: bfloat16 rounding apart.
+    np.testing.assert_allclose(
+        g_fused.astype("float32"), g_plain.astype("float32"), atol=2e-2
+    )
+
+
 def test_bfloat16_kernels_compute_in_float32_and_return_bfloat16():
     x = tf.constant(RNG.normal(size=(4, 9, 16)), tf.bfloat16)
     gamma, beta = tf.ones(16), tf.zeros(16)
