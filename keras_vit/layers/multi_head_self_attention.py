@@ -245,18 +245,20 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         """The attention weights, in the compute dtype, from the logits.
 
         The softmax runs in float32 so that bfloat16 and float16 rows still
-        sum to 1. When training in bfloat16 on TensorFlow, the logits go to
-        TensorFlow's softmax as they are: its CPU kernel computes in float32
-        and rounds once, the same values as casting around it, in one pass
-        instead of three; `keras_vit.fused.softmax` gives it a one-pass
+        sum to 1. In bfloat16 on TensorFlow the logits go to TensorFlow's
+        softmax as they are: its CPU kernel computes in float32 and rounds
+        once, the same values as casting around it, in one pass instead of
+        three. When training, `keras_vit.fused.softmax` gives it a one-pass
         gradient, also computed in float32.
         """
         if (
-            fused.use_fused(training)
+            keras.backend.backend() == "tensorflow"
             and scores.dtype == "bfloat16"
             and self.compute_dtype == "bfloat16"
         ):
-            return fused.softmax(scores)
+            if fused.use_fused(training):
+                return fused.softmax(scores)
+            return ops.softmax(scores, axis=-1)
         weights = ops.softmax(ops.cast(scores, "float32"), axis=-1)
         return ops.cast(weights, self.compute_dtype)
 
