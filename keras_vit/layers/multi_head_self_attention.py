@@ -246,10 +246,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
         The softmax runs in float32 so that bfloat16 and float16 rows still
         sum to 1. In bfloat16 on TensorFlow the logits go to TensorFlow's
-        softmax as they are: its CPU kernel computes in float32 and rounds
-        once, the same values as casting around it, in one pass instead of
-        three. When training, `keras_vit.fused.softmax` gives it a one-pass
-        gradient, also computed in float32.
+        softmax as they are: its kernels compute in float32 and round once,
+        the same values as casting around it (tested on CPU), in one pass
+        instead of three. When training, `keras_vit.fused.softmax` gives it
+        a one-pass gradient, also computed in float32.
         """
         if (
             keras.backend.backend() == "tensorflow"
