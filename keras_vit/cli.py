@@ -242,7 +242,9 @@ def build_parser():
         "same --seed and --test-split). On any other image folder: every "
         "image in it. --split chooses.",
     )
-    evaluate.add_argument("model", help="a .keras file")
+    evaluate.add_argument(
+        "model", help="a .keras file, or the --out folder of a training run"
+    )
     _add_data_arguments(evaluate)
     evaluate.add_argument(
         "--split",
@@ -356,8 +358,18 @@ def _add_weights_command(commands, logs):
 
 
 def _load_model(path, unsafe):
+    """Loads a `.keras` file, or the `model.keras` of a `train --out` folder."""
     from keras_vit.saving import load_model
 
+    if os.path.isdir(path):
+        inside = os.path.join(path, "model.keras")
+        if not os.path.isfile(inside):
+            raise FileNotFoundError(
+                f"No model file at the given path: {path!r} is a folder "
+                "without a model.keras (expected a .keras file or the "
+                "--out folder of `keras-vit train`)"
+            )
+        path = inside
     return load_model(path, unsafe=unsafe)
 
 

@@ -169,6 +169,10 @@ def test_evaluate_matches_the_training_test_split(trained, capsys):
     )
     assert main(["evaluate", str(trained / "model.keras")]) == 0
     assert "accuracy" in capsys.readouterr().out
+    # The training run's folder stands for its model.keras.
+    assert main(["evaluate", str(trained), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["accuracy"] == result["accuracy"]
 
 
 def test_predict_top_k(trained, tmp_path, capsys):
@@ -225,6 +229,7 @@ def test_predict_top_k(trained, tmp_path, capsys):
             "Unknown augmentation",
         ),
         (["evaluate", "{tmp}/none.keras"], "No model file"),
+        (["evaluate", "{tmp}"], "folder without a model.keras"),
         (
             ["predict", "{trained}/model.keras", "{tmp}/missing.png"],
             "No image file",
