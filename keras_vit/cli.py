@@ -357,20 +357,25 @@ def _add_weights_command(commands, logs):
     where.add_argument("name")
 
 
+def _model_file(path):
+    """`path`, or the `model.keras` in it when it is a `train --out` folder."""
+    if not os.path.isdir(path):
+        return path
+    inside = os.path.join(path, "model.keras")
+    if not os.path.isfile(inside):
+        raise FileNotFoundError(
+            f"No model file at the given path: {path!r} is a folder without "
+            "a model.keras (expected a .keras file or the --out folder of "
+            "`keras-vit train`)"
+        )
+    return inside
+
+
 def _load_model(path, unsafe):
     """Loads a `.keras` file, or the `model.keras` of a `train --out` folder."""
     from keras_vit.saving import load_model
 
-    if os.path.isdir(path):
-        inside = os.path.join(path, "model.keras")
-        if not os.path.isfile(inside):
-            raise FileNotFoundError(
-                f"No model file at the given path: {path!r} is a folder "
-                "without a model.keras (expected a .keras file or the "
-                "--out folder of `keras-vit train`)"
-            )
-        path = inside
-    return load_model(path, unsafe=unsafe)
+    return load_model(_model_file(path), unsafe=unsafe)
 
 
 def _check_out(out, overwrite):
@@ -925,6 +930,7 @@ def run_predict(args):
                 "--weights NAME and images"
             )
         model_path, images_paths = args.inputs[0], args.inputs[1:]
+        model_path = _model_file(model_path)  # labels.json lies beside it
         model = _load_model(model_path, args.unsafe)
     _, height, width, channels = model.input_shape
     num_classes = model.output_shape[-1]

@@ -209,6 +209,11 @@ def test_predict_top_k(trained, tmp_path, capsys):
         )
     assert main(["predict", str(trained / "model.keras"), paths[0]]) == 0
     assert "digit0.png:" in capsys.readouterr().out
+    # The run's folder stands for its model.keras.
+    assert (
+        main(["predict", str(trained), *paths, "--top-k", "3", "--json"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out) == results
 
 
 @pytest.mark.parametrize(
