@@ -16,6 +16,15 @@ the functions here, so one image file gives one input array everywhere:
    large photo is averaged over, not sampled at a few points; an image
    already at the model's size is left as it is.
 
+A model's evaluation transform (`Transform`) says how steps 3 and 4 go:
+the default stretches the whole image to the model's size (bilinear,
+antialiased) and scales to [-1, 1], as the original ViT evaluates; a
+pretrained preset from timm's repositories records timm's own (resize the
+shorter side to `size / crop_pct` with a bicubic filter, centre crop,
+normalize with `mean`/`std`), so that its published accuracy is what a
+user measures. Every path below takes a `Transform` wherever it takes an
+`input_range`.
+
 Exported graphs cannot use TensorFlow's `ScaleAndTranslate` kernel (neither
 LiteRT's built-in ops nor ONNX have it), so `resize_images_matmul` computes
 the same filter as two matrix products with weights built in the graph from
@@ -24,6 +33,8 @@ measured: 3.5e-5 on a [-1, 1] scale, 500x375 noise to 224x224; on photos
 less); `tests/test_preprocessing.py` pins them within 1e-4.
 """
 
+import dataclasses
+import math
 import os
 
 import numpy as np
@@ -31,6 +42,223 @@ import tensorflow as tf
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 DEFAULT_INPUT_RANGE = (-1.0, 1.0)
+
+
+RESIZE_MODES = ("stretch", "crop")
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+def _floats(values, name):
+    if isinstance(values, (int, float)):
+        values = (values,)
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) not in (1, 3) or not all(math.isfinite(v) for v in out):
+        raise ValueError(
+            f"`{name}` must be one number or three (one per RGB channel). "
+            f"Received: {name}={values!r}"
+        )
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+    """How a decoded image becomes a model input at evaluation.
+
+    Attributes:
+        resize: `"stretch"` (the whole image to the model's size, aspect
+            ratio not kept) or `"crop"` (the shorter side to
+            `floor(size / crop_pct)`, the longer in proportion, then the
+            centre `size` cut out: timm's and torchvision's evaluation
+            transform).
+        crop_pct: float in (0, 1]. The fraction of the resized shorter side
+            the crop keeps (`"crop"` only; timm: 0.9 at 224, 1.0 at 384).
+        interpolation: `"bilinear"` or `"bicubic"` (Keys, a = -0.5, as PIL
+            and TensorFlow). Both filters are antialiased: widened by the
+            downscale factor, so a large photo is averaged over.
+        mean, std: per-channel normalization of pixels scaled to [0, 1]:
+            `(pixel / 255 - mean) / std`. One number or three (RGB);
+            0.5/0.5 gives [-1, 1], the original ViT's range.
+    """
+
+    resize: str = "stretch"
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"
+    mean: tuple = (0.5, 0.5, 0.5)
+    std: tuple = (0.5, 0.5, 0.5)
+
+    def __post_init__(self):
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(
+                f"`resize` must be one of {RESIZE_MODES}. "
+                f"Received: resize={self.resize!r}"
+            )
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"`interpolation` must be one of {INTERPOLATIONS}. "
+                f"Received: interpolation={self.interpolation!r}"
+            )
+        try:
+            crop = float(self.crop_pct)
+        except (TypeError, ValueError):
+            crop = float("nan")
+        if not 0.0 < crop <= 1.0:
+            raise ValueError(
+                "`crop_pct` must be a number in (0, 1]. "
+                f"Received: crop_pct={self.crop_pct!r}"
+            )
+        mean, std = _floats(self.mean, "mean"), _floats(self.std, "std")
+        if not all(v > 0 for v in std):
+            raise ValueError(
+                f"`std` must be positive. Received: std={self.std!r}"
+            )
+        object.__setattr__(self, "crop_pct", crop)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+
+    @classmethod
+    def from_input_range(cls, input_range, **kwargs):
+        """The transform that scales [0, 255] to `(low, high)`."""
+        low, high = (float(v) for v in input_range)
+        if not high > low:
+            raise ValueError(
+                "An input range must be LOW,HIGH with HIGH > LOW. "
+                f"Received: {input_range!r}"
+            )
+        return cls(
+            mean=(-low / (high - low),) * 3, std=(1.0 / (high - low),) * 3,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_dict(cls, config):
+        """The inverse of `to_dict`; unknown keys are refused."""
+        if not isinstance(config, dict):
+            raise TypeError(
+                f"Expected a dict of Transform fields. Received: {config!r}"
+            )
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - fields)
+        if unknown:
+            raise ValueError(
+                f"Unknown Transform fields {unknown}; expected some of "
+                f"{sorted(fields)}"
+            )
+        return cls(**config)
+
+    def to_dict(self):
+        return {
+            "resize": self.resize,
+            "crop_pct": self.crop_pct,
+            "interpolation": self.interpolation,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    def describe(self):
+        """One line, e.g. `resize shorter side to 248, centre crop 224x224,
+        bicubic, mean 0.5 std 0.5` for a size."""
+        norm = (
+            f"mean {'/'.join(f'{v:g}' for v in self.mean)} "
+            f"std {'/'.join(f'{v:g}' for v in self.std)}"
+        )
+        if self.resize == "stretch":
+            return f"stretch to the model's size, {self.interpolation}, {norm}"
+        return (
+            f"resize shorter side to size/{self.crop_pct:g}, centre crop, "
+            f"{self.interpolation}, {norm}"
+        )
+
+    @property
+    def input_range(self):
+        """`(low, high)` that pixels 0 and 255 map to, if the same for every
+        channel; else `None`."""
+        lows = {-m / s for m, s in zip(self.mean, self.std)}
+        highs = {(1.0 - m) / s for m, s in zip(self.mean, self.std)}
+        if len(lows) == 1 and len(highs) == 1:
+            return lows.pop(), highs.pop()
+        return None
+
+    def _per_channel(self, values, channels):
+        if len(values) == channels:
+            return values
+        if len(values) == 1:
+            return values * channels
+        # Three values for a one-channel model: their mean.
+        return (sum(values) / len(values),) * channels
+
+    def normalize(self, image):
+        """Integer pixels to float32 inputs; float images unchanged.
+
+        `uint16` images are taken on [0, 65535]. With mean = std = 0.5 this
+        is `scale_image`'s arithmetic to the last bit.
+        """
+        image = tf.convert_to_tensor(image)
+        if not image.dtype.is_integer:
+            return tf.cast(image, tf.float32)
+        top = 65535.0 if image.dtype == tf.uint16 else 255.0
+        channels = image.shape[-1]
+        mean = self._per_channel(self.mean, channels)
+        std = self._per_channel(self.std, channels)
+        if len(set(mean)) == 1 and len(set(std)) == 1:
+            gain = 1.0 / (std[0] * top)
+            return tf.cast(image, tf.float32) * gain - mean[0] / std[0]
+        gain = tf.constant([1.0 / (s * top) for s in std], tf.float32)
+        shift = tf.constant([m / s for m, s in zip(mean, std)], tf.float32)
+        return tf.cast(image, tf.float32) * gain - shift
+
+    def to_pixels(self, inputs):
+        """Model inputs (NumPy) back to [0, 255] floats (not rounded)."""
+        inputs = np.asarray(inputs, dtype=np.float64)
+        channels = inputs.shape[-1]
+        mean = np.asarray(self._per_channel(self.mean, channels))
+        std = np.asarray(self._per_channel(self.std, channels))
+        return (inputs * std + mean) * 255.0
+
+    def resize_images(self, images, size):
+        """Float images `(..., H, W, C)` to `size` (`(B, H, W, C)` or one
+        image `(H, W, C)`), by this transform's geometry and filter.
+
+        `"stretch"` with `"bilinear"` is `resize_image` (TensorFlow's
+        kernel); every other combination is `resize_images_matmul`'s
+        matrix products, the same arithmetic in eager code and in
+        exported graphs.
+        """
+        if self.resize == "stretch" and self.interpolation == "bilinear":
+            return resize_image(images, size)
+        single = images.shape.rank == 3
+        batch = images[None] if single else images
+        out = resize_images_matmul(batch, size, self)
+        return out[0] if single else out
+
+    def __call__(self, image, size, channels):
+        """A decoded image `(H, W, C)` (integers or floats) as the model
+        input `(*size, channels)`."""
+        image = to_channels(image, channels)
+        image = self.resize_images(self.normalize(image), size)
+        return tf.ensure_shape(image, (*size, channels))
+
+    def graph(self, images, size):
+        """Exported graphs' preprocessing of a `uint8` batch `(B, H, W, C)`,
+        with built-in ops only."""
+        return resize_images_matmul(self.normalize(images), size, self)
+
+
+DEFAULT_TRANSFORM = Transform()
+
+
+def as_transform(value):
+    """A `Transform` from a `Transform`, its dict, an input range
+    `(low, high)` or `None` (the default)."""
+    if value is None:
+        return DEFAULT_TRANSFORM
+    if isinstance(value, Transform):
+        return value
+    if isinstance(value, dict):
+        return Transform.from_dict(value)
+    return Transform.from_input_range(value)
 
 
 class BadImageError(ValueError):
@@ -71,7 +299,10 @@ def to_channels(image, channels):
 
 
 def scale_image(image, input_range=DEFAULT_INPUT_RANGE):
-    """Integer pixels to float32 in `input_range`; float images unchanged."""
+    """Integer pixels to float32 in `input_range` (or normalized by a
+    `Transform`); float images unchanged."""
+    if isinstance(input_range, (Transform, dict)):
+        return as_transform(input_range).normalize(image)
     low, high = (float(v) for v in input_range)
     if image.dtype.is_integer:
         top = 65535.0 if image.dtype == tf.uint16 else 255.0
@@ -91,7 +322,12 @@ def resize_image(image, size):
 
 
 def preprocess_image(image, size, channels, input_range=DEFAULT_INPUT_RANGE):
-    """A decoded image `(H, W, C)` as the model input `(*size, channels)`."""
+    """A decoded image `(H, W, C)` as the model input `(*size, channels)`.
+
+    `input_range` is `(low, high)` or a `Transform`.
+    """
+    if isinstance(input_range, (Transform, dict)):
+        return as_transform(input_range)(image, size, channels)
     image = to_channels(image, channels)
     image = resize_image(scale_image(image, input_range), size)
     return tf.ensure_shape(image, (*size, channels))
@@ -150,51 +386,141 @@ def list_images(folder):
     )
 
 
-def resize_weights(input_size, output_size):
-    """`(output_size, input_size)` weights of the antialiased bilinear filter.
+def _kernel(distance, interpolation):
+    """The filter at `distance` (in input pixels, already widened)."""
+    if interpolation == "bicubic":
+        # Keys' cubic convolution, a = -0.5 (PIL, TensorFlow, timm).
+        a = -0.5
+        x = tf.abs(distance)
+        near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+        far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+        return tf.where(x < 1.0, near, tf.where(x < 2.0, far, 0.0))
+    return tf.maximum(1.0 - tf.abs(distance), 0.0)
 
-    Row `i` holds the normalized triangle-filter weights that output pixel
-    `i` gives each input pixel, as TensorFlow's `ScaleAndTranslate` kernel
-    (behind `tf.image.resize(..., antialias=True)`) computes them: sample
-    position `(i + 0.5) / scale`, filter radius `max(1 / scale, 1)`.
-    `input_size` may be a tensor known only when the graph runs.
+
+def resize_weights(
+    input_size, output_size, resized_size=None, offset=0, kernel="bilinear"
+):
+    """`(output_size, input_size)` weights of an antialiased resize filter.
+
+    Row `i` holds the normalized weights that output pixel `i` gives each
+    input pixel, as TensorFlow's `ScaleAndTranslate` kernel (behind
+    `tf.image.resize(..., antialias=True)`) and PIL compute them: sample
+    position `(i + 0.5) / scale`, filter radius widened by
+    `max(1 / scale, 1)`. With `resized_size` and `offset`, the input is
+    resized to `resized_size` and output pixels `offset ... offset +
+    output_size - 1` of it are kept (a crop folded into the filter).
+    `input_size`, `resized_size` and `offset` may be tensors known only
+    when the graph runs.
     """
     source = tf.cast(input_size, tf.float32)
-    inverse = source / float(output_size)
+    if resized_size is None:
+        resized_size = output_size
+    inverse = source / tf.cast(resized_size, tf.float32)
     widening = tf.maximum(inverse, 1.0)
-    centres = (tf.range(output_size, dtype=tf.float32) + 0.5) * inverse
+    first = tf.cast(offset, tf.float32)
+    centres = (tf.range(output_size, dtype=tf.float32) + first + 0.5) * inverse
     pixels = tf.range(source) + 0.5
-    distance = tf.abs(pixels[None, :] - centres[:, None]) * (1.0 / widening)
-    weights = tf.maximum(1.0 - distance, 0.0)
+    distance = (pixels[None, :] - centres[:, None]) * (1.0 / widening)
+    weights = _kernel(distance, kernel)
     return weights * (1.0 / tf.reduce_sum(weights, axis=1, keepdims=True))
 
 
-def resize_images_matmul(images, size):
+def _crop_geometry(rows, cols, size, crop_pct):
+    """Resized sizes and crop offsets of a `"crop"` transform, as int32
+    tensors.
+
+    Square sizes follow torchvision's `Resize(int)` + `CenterCrop` as timm
+    uses them, in integers: the shorter side to `floor(size / crop_pct)`,
+    the longer to `floor(short * long / shorter)`, the crop at
+    `round((resized - size) / 2)`. Other sizes scale the image to cover
+    `size / crop_pct` in both directions, then crop the centre.
+    """
+    height, width = size
+    rows = tf.cast(rows, tf.int32)
+    cols = tf.cast(cols, tf.int32)
+    if height == width:
+        short = math.floor(height / crop_pct + 1e-9)
+        tall = rows > cols
+        new_rows = tf.where(tall, (short * rows) // cols, short)
+        new_cols = tf.where(tall, short, (short * cols) // rows)
+    else:
+        want_rows = math.floor(height / crop_pct + 1e-9)
+        want_cols = math.floor(width / crop_pct + 1e-9)
+        r, c = tf.cast(rows, tf.float32), tf.cast(cols, tf.float32)
+        scale = tf.maximum(want_rows / r, want_cols / c)
+        new_rows = tf.maximum(want_rows, tf.cast(tf.floor(r * scale), tf.int32))
+        new_cols = tf.maximum(want_cols, tf.cast(tf.floor(c * scale), tf.int32))
+
+    def centre(resized, kept):
+        # torchvision: int(round((resized - kept) / 2.0)), half to even.
+        half = tf.cast(resized - kept, tf.float32) / 2.0
+        return tf.cast(tf.round(half), tf.int32)
+
+    return new_rows, new_cols, centre(new_rows, height), centre(new_cols, width)
+
+
+def resize_images_matmul(images, size, transform=None):
     """`resize_image` of a batch `(B, H, W, C)` by two matrix products.
 
     Built from ops every runtime has (range, elementwise, reduce, batched
     matmul, reshape), so that it converts to LiteRT built-in ops and to
     ONNX; `H` and `W` may vary from call to call. At the model's size the
-    weights are the identity and the images come through unchanged.
+    bilinear weights are the identity and the images come through
+    unchanged. A `transform` sets the filter (bicubic values are clipped
+    to the pixel range after each pass, as PIL's 8-bit passes are) and a
+    centre crop (folded into the weights: no slicing).
     """
+    transform = transform or DEFAULT_TRANSFORM
+    kernel = transform.interpolation
     height, width = (int(s) for s in size)
     shape = tf.shape(images)
     batch, rows, cols, channels = shape[0], shape[1], shape[2], shape[3]
-    along_rows = resize_weights(rows, height)  # (height, rows)
-    along_cols = resize_weights(cols, width)  # (width, cols)
-    # Rows: (height, rows) @ (B, rows, cols * C) -> (B, height, cols * C).
-    x = tf.reshape(images, tf.stack([batch, rows, cols * channels]))
-    x = tf.matmul(along_rows[None], x)
-    # Columns: (width, cols) @ (B * height, cols, C) -> (B * height, width, C).
-    x = tf.reshape(x, tf.stack([batch * height, cols, channels]))
+    if transform.resize == "crop":
+        new_rows, new_cols, top, left = _crop_geometry(
+            rows, cols, (height, width), transform.crop_pct
+        )
+    else:
+        new_rows, new_cols, top, left = height, width, 0, 0
+    along_rows = resize_weights(rows, height, new_rows, top, kernel)
+    along_cols = resize_weights(cols, width, new_cols, left, kernel)
+    clip = _clip_range(transform) if kernel == "bicubic" else None
+    # Columns first, as PIL: (width, cols) @ (B * rows, cols, C).
+    x = tf.reshape(images, tf.stack([batch * rows, cols, channels]))
     x = tf.matmul(along_cols[None], x)
+    if clip is not None:
+        x = tf.clip_by_value(x, *clip)
+    # Rows: (height, rows) @ (B, rows, width * C) -> (B, height, width * C).
+    x = tf.reshape(x, tf.stack([batch, rows, width * channels]))
+    x = tf.matmul(along_rows[None], x)
+    if clip is not None:
+        x = tf.clip_by_value(x, *clip)
     return tf.reshape(x, tf.stack([batch, height, width, channels]))
+
+
+def _clip_range(transform):
+    """Bounds of normalized pixels over all channels (a bicubic filter
+    overshoots at edges; 8-bit resizers clip there)."""
+    lows = [-m / s for m, s in zip(transform.mean, transform.std)]
+    highs = [(1.0 - m) / s for m, s in zip(transform.mean, transform.std)]
+    if len(set(lows)) > 1 or len(set(highs)) > 1:
+        # Per-channel bounds broadcast over the last axis.
+        return (
+            tf.constant(lows, tf.float32)
+            if len(lows) > 1
+            else lows[0],
+            tf.constant(highs, tf.float32) if len(highs) > 1 else highs[0],
+        )
+    return lows[0], highs[0]
 
 
 def preprocess_batch_graph(images, size, input_range=DEFAULT_INPUT_RANGE):
     """Exported graphs' preprocessing: `uint8` `(B, H, W, C)` to model input.
 
-    The scaling of `scale_image` and the filter of `resize_image`, written
-    with built-in ops only (`resize_images_matmul`).
+    The scaling of `scale_image` and the filter of `resize_image` (or a
+    `Transform`'s), written with built-in ops only
+    (`resize_images_matmul`).
     """
+    if isinstance(input_range, (Transform, dict)):
+        return as_transform(input_range).graph(images, size)
     return resize_images_matmul(scale_image(images, input_range), size)

@@ -1,8 +1,12 @@
+import json
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_vit.preprocessing import BadImageError
+from keras_vit.preprocessing import Transform
 from keras_vit.preprocessing import preprocess_batch_graph
 from keras_vit.preprocessing import read_image
 from keras_vit.preprocessing import read_images
@@ -124,3 +128,88 @@ def test_raw_pixels_are_decoded_and_converted_as_training_does(tmp_path):
         read_image(paths[3], (16, 16), 1),
         gray.astype(np.float32) * (2.0 / 255.0) - 1.0,
     )
+
+
+# ------------------------------------------- evaluation transforms vs timm
+
+_FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+def _golden():
+    with np.load(os.path.join(_FIXTURES, "transform_golden.npz")) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _golden_cases():
+    golden = _golden()
+    for key in sorted(k for k in golden if not k.endswith("/settings")):
+        config, photo = key.split("/")
+        yield pytest.param(config, int(photo), id=key)
+
+
+@pytest.mark.parametrize("config, photo", list(_golden_cases()))
+@pytest.mark.parametrize("path", ["eager", "graph"])
+def test_a_transform_matches_timms_on_non_square_photos(config, photo, path):
+    """timm's `resolve_data_config` + `create_transform` (written once by
+    tests/fixtures/make_transform_golden.py): within one grey level."""
+    golden = _golden()
+    settings = json.loads(str(golden[f"{config}/settings"]))
+    transform = Transform(
+        resize="crop",
+        crop_pct=settings["crop_pct"],
+        interpolation=settings["interpolation"],
+        mean=settings["mean"],
+        std=settings["std"],
+    )
+    size = tuple(settings["size"])
+    pixels = read_raw_image(
+        os.path.join(_FIXTURES, f"transform_photo_{photo}.png"), 3
+    )
+    assert pixels.shape[0] != pixels.shape[1]
+    if path == "eager":
+        inputs = transform(tf.constant(pixels), size, 3).numpy()
+    else:  # what exported files run
+        inputs = preprocess_batch_graph(pixels[None], size, transform)[0]
+    ours = np.round(transform.to_pixels(np.asarray(inputs)))
+    expected = golden[f"{config}/{photo}"].astype(np.float64)
+    assert ours.shape == expected.shape
+    assert np.abs(ours - expected).max() <= 1.0
+
+
+def test_the_default_transform_is_the_input_range_arithmetic():
+    pixels = tf.constant(
+        np.random.default_rng(0).integers(0, 256, (3, 21, 17, 3)), tf.uint8
+    )
+    for low, high in ((-1.0, 1.0), (0.0, 1.0)):
+        transform = Transform.from_input_range((low, high))
+        assert transform.input_range == pytest.approx((low, high))
+        np.testing.assert_array_equal(
+            transform.normalize(pixels), scale_image(pixels, (low, high))
+        )
+    np.testing.assert_array_equal(
+        preprocess_batch_graph(pixels, (8, 8), Transform()),
+        preprocess_batch_graph(pixels, (8, 8)),
+    )
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"resize": "squash"}, "`resize` must be one of"),
+        ({"interpolation": "lanczos"}, "`interpolation` must be one of"),
+        ({"crop_pct": 1.5}, r"`crop_pct` must be a number in \(0, 1\]"),
+        ({"mean": (0.5, 0.5)}, "`mean` must be one number or three"),
+        ({"std": 0.0}, "`std` must be positive"),
+    ],
+)
+def test_a_bad_transform_names_the_value(fields, message):
+    with pytest.raises(ValueError, match=message):
+        Transform(**fields)
+
+
+def test_a_transform_round_trips_through_json():
+    transform = Transform("crop", 0.875, "bicubic", (0.1, 0.2, 0.3), 0.25)
+    again = Transform.from_dict(json.loads(json.dumps(transform.to_dict())))
+    assert again == transform
+    with pytest.raises(ValueError, match="Unknown Transform fields"):
+        Transform.from_dict({"resize": "crop", "size": 3})
