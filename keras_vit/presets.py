@@ -26,11 +26,21 @@ Sources of the facts (file names, URLs, sizes, resolutions, accuracies):
   ImageNet-1k model, measured by timm).
 
 The sources publish no checksums for these files. A download is checked
-against the published size (within its rounding), `.npz` files against the
-CRC-32 of every array in the archive, `.safetensors` files against their
-header and length; Hub downloads are checked by `huggingface_hub` against
-the Hub's SHA-256. `register_preset` adds an entry (a mirror, a private
-checkpoint) with a `sha256` that is then enforced.
+against the published size (a coarse guard, with a tolerance wide enough
+never to refuse a correct file: 5% or one unit of the published figure),
+`.npz` files against the CRC-32 of every array in the archive,
+`.safetensors` files against their header and length. Hub downloads are
+checked by `huggingface_hub` as it does: the length the server announces
+(and, for files stored with Xet, the chunk hashes); keras-vit then checks
+the `.safetensors` header and length. `register_preset` adds an entry (a
+mirror, a private checkpoint) with a `sha256` that is then enforced.
+
+Each entry also records its evaluation transform (`Preset.transform`, a
+`keras_vit.transform.Transform`): the original releases are evaluated on
+the whole image stretched to the model's size (as their input pipeline
+does), timm's files with timm's own transform (the shorter side resized
+to `size / crop_pct` with a bicubic filter, centre crop; `crop_pct` 0.9 at
+224, 1.0 at 384). All of them scale pixels to [-1, 1] (mean = std = 0.5).
 
 Files are cached under `$KERAS_VIT_HOME/weights` (default
 `$KERAS_HOME/keras_vit/weights`, i.e. `~/.keras/keras_vit/weights`); Hub
@@ -43,13 +53,19 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import socket
+import sys
 import tempfile
+import urllib.error
 import urllib.parse
+import urllib.request
 import zipfile
 
+from keras_vit.transform import Transform
 from keras_vit.variants import VARIANTS
 from keras_vit.variants import decode_variant
 
@@ -93,6 +109,9 @@ class Preset:
         parameters_precision: int. The rounding unit of `parameters`.
         input_range: tuple. The pixel range the model expects.
         description: str.
+        transform: `keras_vit.transform.Transform`. How an image becomes
+            the model's input at evaluation (resize, crop, filter,
+            mean/std), as the source measured `accuracy` with.
     """
 
     name: str
@@ -113,6 +132,7 @@ class Preset:
     parameters_precision: int = 10_000
     input_range: tuple = (-1.0, 1.0)
     description: str = ""
+    transform: Transform = Transform()
 
     @property
     def patch_size(self):
@@ -142,6 +162,7 @@ class Preset:
             grid_size=list(self.grid_size),
             input_range=list(self.input_range),
             source=self.source,
+            transform=self.transform.to_dict(),
         )
         return out
 
@@ -345,81 +366,167 @@ def _manual_hint(preset, target, cause):
     )
 
 
-@contextlib.contextmanager
-def _keras_progress(progress):
-    import keras
+# Seconds to wait for a server to answer; a stalled transfer fails after as
+# long without data.
+TIMEOUT = 20
 
-    was_on = keras.config.is_interactive_logging_enabled()
-    if progress:
-        keras.config.enable_interactive_logging()
-    else:
-        keras.config.disable_interactive_logging()
-    try:
-        yield
-    finally:
-        if was_on:
-            keras.config.enable_interactive_logging()
-        else:
-            keras.config.disable_interactive_logging()
+
+class _Progress:
+    """A one-line download progress on standard error (not stdout, which
+    keeps to a command's result)."""
+
+    def __init__(self, name, total, enabled):
+        self.name, self.total, self.enabled = name, total, enabled
+        self.done, self.shown = 0, -1
+
+    def update(self, count):
+        self.done += count
+        if not self.enabled:
+            return
+        percent = int(100 * self.done / self.total) if self.total else None
+        mib = self.done / 1024**2
+        if percent is not None and percent == self.shown:
+            return
+        self.shown = percent
+        what = f"{percent:3d}%" if percent is not None else f"{mib:.1f} MiB"
+        sys.stderr.write(f"\rdownloading {self.name}: {what}")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.enabled and self.shown != -1:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _fetch(url, path, progress, name):
+    """Streams `url` into `path`; raises `OSError` or `ValueError` with the
+    cause (a cut transfer: fewer bytes than the server announced)."""
+    request = urllib.request.Request(url, headers={"User-Agent": "keras-vit"})
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        bar = _Progress(name, total, progress)
+        try:
+            with open(path, "wb") as f:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+        finally:
+            bar.close()
+    if total is not None and bar.done != total:
+        raise ValueError(
+            f"the transfer was cut after {bar.done} of {total} bytes"
+        )
+
+
+def _made_folders(target):
+    """The folders `os.makedirs` would create for `target`'s parent,
+    outermost first (removed again when a download fails)."""
+    made, folder = [], os.path.dirname(os.path.abspath(target))
+    while folder and not os.path.isdir(folder):
+        made.append(folder)
+        folder = os.path.dirname(folder)
+    return made[::-1]
 
 
 def _download(preset, target, progress):
-    from keras.utils import get_file
-
     from keras_vit.files import publish
 
+    created = _made_folders(target)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     workdir = tempfile.mkdtemp(prefix=".download-", dir=os.path.dirname(target))
+    published = False
     try:
-        with _keras_progress(progress):
-            try:
-                path = get_file(
-                    fname=os.path.basename(target),
-                    origin=preset.url,
-                    cache_dir=workdir,
-                    cache_subdir="",
-                )
-            except KeyboardInterrupt:
-                raise
-            except Exception as error:  # get_file raises bare Exception
-                raise DownloadError(
-                    _manual_hint(preset, target, str(error) or repr(error))
-                ) from error
+        path = os.path.join(workdir, os.path.basename(target))
+        try:
+            _fetch(preset.url, path, progress, preset.file_name)
+        except KeyboardInterrupt:
+            raise
+        except (OSError, ValueError, urllib.error.URLError) as error:
+            cause = getattr(error, "reason", None) or error
+            raise DownloadError(
+                _manual_hint(preset, target, str(cause) or repr(cause))
+            ) from error
         verify_file(path, preset)
         publish(path, target)
+        published = True
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if not published:
+            for folder in reversed(created):  # innermost first
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)  # only if empty
     return target
+
+
+def _reachable(url, timeout=5.0):
+    """`None` if a TCP connection to `url`'s host opens within `timeout`
+    seconds, else the reason (no name resolution, refused, timed out)."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout):
+            return None
+    except OSError as error:
+        return str(error) or type(error).__name__
+
+
+@contextlib.contextmanager
+def _quiet_hub_logs():
+    """`huggingface_hub` logs each retry as a warning; the error that ends
+    the call says all of it in one line."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(level)
 
 
 def _hub_path(preset, progress):
     try:
         import huggingface_hub
+        from huggingface_hub import constants
         from huggingface_hub import hf_hub_download
         from huggingface_hub.utils import are_progress_bars_disabled
         from huggingface_hub.utils import disable_progress_bars
         from huggingface_hub.utils import enable_progress_bars
     except ImportError as error:
         raise ImportError(
-            f"Checkpoint {preset.name!r} is on the Hugging Face Hub; install "
-            "huggingface_hub (`pip install keras-vit[hub]`)."
+            f"Checkpoint {preset.name!r} is on the Hugging Face Hub and "
+            "needs huggingface_hub, a keras-vit dependency: reinstall "
+            "keras-vit (`pip install keras-vit`)."
         ) from error
+    offline = _offline()
+    cached = cached_path(preset.name)
+    if cached is None and not offline:
+        # One quick look before huggingface_hub's retries (five, 30 s).
+        unreachable = _reachable(constants.ENDPOINT)
+        if unreachable:
+            raise DownloadError(
+                _hub_hint(preset, f"{constants.ENDPOINT}: {unreachable}")
+            )
     was_off = are_progress_bars_disabled()
     if progress:
         enable_progress_bars()
     else:
         disable_progress_bars()
     try:
-        path = hf_hub_download(
-            preset.hub_repo,
-            preset.hub_file,
-            local_files_only=_offline(),
-        )
+        with _quiet_hub_logs():
+            path = hf_hub_download(
+                preset.hub_repo,
+                preset.hub_file,
+                local_files_only=offline or cached is not None,
+            )
     except huggingface_hub.errors.HfHubHTTPError as error:
         raise DownloadError(_hub_hint(preset, error)) from error
     except (OSError, ValueError) as error:
         # LocalEntryNotFoundError (offline, not cached) is an OSError.
-        raise DownloadError(_hub_hint(preset, error)) from error
+        cause = error
+        if offline:
+            cause = "offline mode (HF_HUB_OFFLINE or KERAS_VIT_OFFLINE)"
+        raise DownloadError(_hub_hint(preset, cause)) from error
     finally:
         if was_off:
             disable_progress_bars()
@@ -427,14 +534,21 @@ def _hub_path(preset, progress):
             enable_progress_bars()
     if preset.sha256 is not None:
         verify_file(path, preset)
+    elif path.endswith(".safetensors"):
+        _check_safetensors(path, preset, os.path.getsize(path))
     return path
+
+
+def _one_line(error):
+    text = " ".join(str(error).split())
+    return text.rstrip(".")
 
 
 def _hub_hint(preset, error):
     return (
         f"Could not fetch checkpoint {preset.name!r} from the Hugging Face "
         f"Hub (repository {preset.hub_repo!r}, file {preset.hub_file!r}): "
-        f"{error}. With internet access run `huggingface-cli download "
+        f"{_one_line(error)}. With internet access run `hf download "
         f"{preset.hub_repo} {preset.hub_file}` to fill the cache, or "
         "download the file and pass its path as weights=."
     )
@@ -447,7 +561,13 @@ _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 
 def _published_bytes(size):
-    """`"391 MiB"` -> (bytes, tolerance of the published rounding)."""
+    """`"391 MiB"` -> (bytes, tolerance).
+
+    The tolerance is one unit of the last published digit or 5% of the
+    size, whichever is larger: wide enough for any rounding (or MB for
+    MiB), so a correct file is never refused; a cut transfer is caught by
+    the announced length and the archive's own checks.
+    """
     m = re.fullmatch(r"\s*([0-9]+)(?:\.([0-9]+))?\s*(B|KiB|MiB|GiB)\s*", size)
     if not m:
         raise ValueError(
@@ -457,7 +577,8 @@ def _published_bytes(size):
     decimals = decimals or ""
     value = float(f"{whole}.{decimals}" if decimals else whole)
     unit_bytes = _UNITS[unit]
-    return value * unit_bytes, 0.5 * unit_bytes / 10 ** len(decimals)
+    expected = value * unit_bytes
+    return expected, max(unit_bytes / 10 ** len(decimals), 0.05 * expected)
 
 
 def _sha256(path):
@@ -565,6 +686,12 @@ def _timm(name, accuracy=None, parameters=None, description=""):
         ),
         parameters=parameters,
         description=description,
+        # timm's default_cfgs: bicubic, crop_pct 0.9 at 224 (1.0 above).
+        transform=Transform(
+            resize="crop",
+            crop_pct=0.9 if int(resolution) == 224 else 1.0,
+            interpolation="bicubic",
+        ),
     )
 
 

@@ -7,6 +7,8 @@ from a pre-populated `huggingface_hub` cache. Nothing touches the network.
 import dataclasses
 import hashlib
 import os
+import sys
+import time
 import zipfile
 
 import keras
@@ -336,16 +338,35 @@ def test_an_unreachable_server_is_one_clear_error(registry, server):
     with pytest.raises(DownloadError, match="Could not fetch.*gone.npz"):
         presets.preset_path(preset.name, progress=False)
     assert _files_under(registry) == []
+    # No empty folders left behind either.
+    assert not os.path.exists(os.path.join(registry, "weights"))
+
+
+def test_the_size_check_cannot_refuse_a_correct_file():
+    # Published rounding, or MB where MiB was meant: within tolerance.
+    for published, actual in (
+        ("37 MiB", 37.49 * 1024**2),
+        ("37 MiB", 36.3 * 1024**2),
+        ("391 MiB", 391e6),
+        ("1.22 GiB", 1.2249 * 1024**3),
+    ):
+        expected, tolerance = presets._published_bytes(published)
+        assert abs(actual - expected) <= tolerance, published
+    # A file cut to half is refused.
+    expected, tolerance = presets._published_bytes("37 MiB")
+    assert abs(expected / 2 - expected) > tolerance
 
 
 def test_progress_can_be_switched_off(registry, server, tmp_path, capsys):
     data = _npz_bytes(tmp_path, {"a": np.zeros(10)})
     quiet = _register(server, "/quiet.npz", data)
     presets.preset_path(quiet.name, progress=False)
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr() == ("", "")
     loud = _register(server, "/loud.npz", data)
     presets.preset_path(loud.name, progress=True)
-    assert "loud.npz" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert out == ""  # stdout keeps to a command's result
+    assert "loud.npz: 100%" in err
 
 
 def test_a_corrupt_npz_in_transit_fails_its_crc(registry, server, tmp_path):
@@ -393,8 +414,14 @@ def test_hub_files_come_from_the_huggingface_cache_offline(
             hub_file="weights.npz",
         )
     )
-    with pytest.raises(DownloadError, match="huggingface-cli download"):
+    with pytest.raises(DownloadError, match="offline mode") as info:
         presets.preset_path(preset.name)
+    # A command the installed huggingface_hub has, and one sentence end.
+    assert f"`hf download {repo} weights.npz`" in str(info.value)
+    assert ".." not in str(info.value)
+    import shutil
+
+    assert shutil.which("hf", path=os.path.dirname(sys.executable))
     assert presets.cached_path(preset.name) is None
     stored = _hub_cache(cache, repo, "weights.npz", data)
     assert presets.preset_path(preset.name) == str(stored)
@@ -403,6 +430,37 @@ def test_hub_files_come_from_the_huggingface_cache_offline(
     x = np.zeros((1, 32, 32, 3), "float32")
     np.testing.assert_allclose(built(x), model(x), atol=1e-5)
     assert _files_under(registry) == []  # the Hub cache, not ours
+
+
+def test_an_unreachable_hub_fails_in_one_line_within_seconds(
+    registry, monkeypatch, tmp_path, capfd
+):
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    server = FileServer()
+    closed = server.url  # a port nothing listens on once stopped
+    server.stop()
+    monkeypatch.setattr(constants, "ENDPOINT", closed)
+    preset = presets.register_preset(
+        Preset(
+            name="test-hub-down",
+            variant="Ti/16",
+            image_size=32,
+            num_classes=1000,
+            labels="imagenet-1k",
+            hub_repo="timm/nothing",
+        )
+    )
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        presets.preset_path(preset.name)
+    assert time.monotonic() - started < 5
+    message = str(info.value)
+    assert "\n" not in message and closed in message
+    assert "`hf download timm/nothing model.safetensors`" in message
+    out, err = capfd.readouterr()
+    assert out == "" and "Retrying" not in err
+    assert not os.path.exists(tmp_path / "hf" / "models--timm--nothing")
 
 
 # ------------------------------------------------------ other checkpoints
