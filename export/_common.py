@@ -151,7 +151,13 @@ def class_names_of(model, class_names):
 
 
 def to_pixels(images, input_range):
-    """Model inputs in `input_range` back to the `uint8` pixels they were."""
+    """Model inputs in `input_range` (or normalized by a `Transform`) back
+    to the `uint8` pixels they were."""
+    from keras_vit.transform import Transform
+
+    if isinstance(input_range, Transform):
+        pixels = input_range.to_pixels(images)
+        return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
     low, high = input_range
     pixels = (np.asarray(images, np.float32) - low) * (255.0 / (high - low))
     return np.clip(np.round(pixels), 0, 255).astype(np.uint8)

@@ -33,12 +33,21 @@ _LITERT_METADATA_NAME = "TFLITE_METADATA"
 _TENSOR_AXIS_LABELS = 2  # metadata_schema.fbs AssociatedFileType
 
 
+def _method(transform):
+    if transform.resize == "stretch" and transform.interpolation == "bilinear":
+        return RESIZE_METHOD
+    return transform.describe().rsplit(", mean", 1)[0]
+
+
 def describe(
     image_shape, output_names, class_names, preprocessing, input_range
 ):
     """The JSON-able description of an exported classifier."""
+    from keras_vit.transform import as_transform
+
     height, width, channels = (int(v) for v in image_shape)
-    low, high = (float(v) for v in input_range)
+    transform = as_transform(input_range)
+    low, high = transform.input_range or (None, None)
     color = "RGB" if channels == 3 else "grayscale"
     if preprocessing:
         inputs = {
@@ -52,7 +61,8 @@ def describe(
         steps = {
             "inside": True,
             "scale": {"from": [0, 255], "to": [low, high]},
-            "resize": {"size": [height, width], "method": RESIZE_METHOD},
+            "resize": {"size": [height, width], "method": _method(transform)},
+            "transform": transform.to_dict(),
         }
     else:
         inputs = {
@@ -62,13 +72,18 @@ def describe(
             "layout": "NHWC",
             "color": color,
         }
+        scaled = (
+            f"scaled from [0, 255] to [{low:g}, {high:g}]"
+            if low is not None
+            else f"normalized as {transform.describe().split(', ')[-1]}"
+        )
         steps = {
             "inside": False,
             "expected": (
                 f"{color} images resized to {height}x{width} "
-                f"({RESIZE_METHOD}) and scaled from [0, 255] to "
-                f"[{low:g}, {high:g}]"
+                f"({_method(transform)}) and {scaled}"
             ),
+            "transform": transform.to_dict(),
         }
     return {
         "input": inputs,

@@ -39,6 +39,8 @@ from keras_vit.command import Parser
 from keras_vit.command import log_options
 from keras_vit.command import model_file_options
 from keras_vit.command import run
+from keras_vit.command import transform_from_args
+from keras_vit.command import transform_options
 from keras_vit.files import publish
 from keras_vit.files import staging_path
 from keras_vit.files import write_json
@@ -287,6 +289,7 @@ def run_export(args, log):
         )
     model = load_model(args.model, unsafe=args.unsafe)
     shape = image_spec(model)
+    args.input_range = _model_transform(args)
     # Before anything is read or written: every export must fit.
     jobs = [(fmt, mode) for _, fmt, mode in _jobs(args.formats, args.quantize)]
     for fmt, mode in jobs:
@@ -429,6 +432,20 @@ def run_export(args, log):
     return reports, passed, model
 
 
+def _model_transform(args):
+    """The transform the model's inputs were made with: --input-range, or
+    the run's config.json (`keras_vit.saving.transform_for`), with the
+    transform options given applied."""
+    from keras_vit.saving import transform_for
+    from keras_vit.transform import Transform
+
+    if args.input_range is not None:
+        base = Transform.from_input_range(args.input_range)
+    else:
+        base = transform_for(args.model)
+    return transform_from_args(args, base)
+
+
 def _manifest(args, model, shape, class_names, artifacts):
     import keras_vit
 
@@ -524,7 +541,7 @@ def _cpu_name():
 def export_parser(prog="python -m export"):
     parser = Parser(
         prog=prog,
-        parents=[model_file_options(), log_options()],
+        parents=[model_file_options(), log_options(), transform_options()],
         description=(
             "Export a .keras image model to SavedModel, TFLite and ONNX; "
             "reload each artifact in its runtime and compare it with the "
@@ -569,10 +586,11 @@ def export_parser(prog="python -m export"):
     parser.add_argument(
         "--input-range",
         type=_input_range,
-        default=(-1.0, 1.0),
         metavar="LOW,HIGH",
-        help="range the model's inputs were scaled to in training "
-        "(default: -1,1, what keras-vit train uses)",
+        help="range the model's inputs were scaled to in training, the "
+        "same for every channel (default: the transform in config.json "
+        "beside the model, else -1,1, what keras-vit train uses; "
+        "--mean/--std say the same per channel)",
     )
     parser.add_argument(
         "--opset", type=int, default=17, help="ONNX opset (default 17)"

@@ -167,11 +167,11 @@ def write_test_images(
             pixels = tf.concat([pixels[..., :3], 255 - pixels[..., 3:]], -1)
         paths.append(_write(directory, f"test_{i}.{kind}", pixels, kind))
     if arrays is not None:
-        low, high = input_range
+        from export._common import to_pixels
+
         arrays = np.asarray(arrays, dtype=np.float32)
         for i, array in enumerate(arrays):
-            pixels = (array - low) * (255.0 / (high - low))
-            pixels = np.clip(np.round(pixels), 0, 255)
+            pixels = to_pixels(array, input_range)
             paths.append(
                 _write(
                     directory, f"sample_{i}.png", pixels.astype("uint8"), "png"

@@ -25,6 +25,7 @@ from export.quantize import check_keep_float
 from export.saved_model import write_saved_model
 from keras_vit.command import without_notices
 from keras_vit.preprocessing import DEFAULT_INPUT_RANGE
+from keras_vit.transform import as_transform
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
 
@@ -179,7 +180,7 @@ def convert(
                     quantize,
                     calibration,
                     keep_float,
-                    (preprocessing, tuple(input_range)),
+                    (preprocessing, as_transform(input_range)),
                 )
         except Exception as error:  # The converter raises several types.
             ops = _select_ops(str(error))

@@ -7,27 +7,49 @@ the attention-map tools load on first use.
 """
 
 import importlib
+import os
 
 from keras_vit.command import quiet_startup
 
 quiet_startup()  # A command line: quiet TensorFlow before it loads.
 
-from keras_vit import activations
-from keras_vit import fused
-from keras_vit import layers
+# The model API: loaded here (it imports Keras and registers the layers, so
+# `.keras` files that use them load), except under the `keras-vit` command,
+# which loads it only for the subcommands that need it
+# (`keras_vit_cli`): `keras-vit weights` then starts without TensorFlow.
+_MODEL_API = {
+    "activations": ("keras_vit.activations", None),
+    "fused": ("keras_vit.fused", None),
+    "layers": ("keras_vit.layers", None),
+    "load_weights": ("keras_vit.checkpoints", "load_weights"),
+    "save_npz": ("keras_vit.checkpoints", "save_npz"),
+    "build_vit": ("keras_vit.model", "build_vit"),
+    "class_names": ("keras_vit.model", "class_names"),
+    "from_preset": ("keras_vit.model", "from_preset"),
+    "vit_config": ("keras_vit.model", "vit_config"),
+}
+
+
+def load_model_api():
+    """Imports the model, its layers and Keras (registering the layers)."""
+    for name, (module, attribute) in _MODEL_API.items():
+        loaded = importlib.import_module(module)
+        globals()[name] = (
+            loaded if attribute is None else getattr(loaded, attribute)
+        )
+
+
 from keras_vit import presets
-from keras_vit.checkpoints import load_weights
-from keras_vit.checkpoints import save_npz
-from keras_vit.model import build_vit
-from keras_vit.model import class_names
-from keras_vit.model import from_preset
-from keras_vit.model import vit_config
 from keras_vit.presets import get_preset
 from keras_vit.presets import imagenet_labels
 from keras_vit.presets import list_presets
 from keras_vit.presets import preset_labels
+from keras_vit.transform import Transform
 from keras_vit.variants import VARIANTS
 from keras_vit.variants import decode_variant
+
+if os.environ.get("KERAS_VIT_LIGHT_IMPORT") != "1":
+    load_model_api()
 
 __version__ = "0.1.0"
 
@@ -42,6 +64,9 @@ _LAZY_NAMES = {
 
 
 def __getattr__(name):
+    if name in _MODEL_API:
+        load_model_api()
+        return globals()[name]
     if name in _LAZY_MODULES:
         return importlib.import_module(f"keras_vit.{name}")
     if name in _LAZY_NAMES:
@@ -77,5 +102,6 @@ __all__ = [
     "presets",
     "save_npz",
     "training",
+    "Transform",
     "vit_config",
 ]

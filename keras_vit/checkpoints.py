@@ -378,6 +378,15 @@ def representation_size(checkpoint):
     return None
 
 
+_HEAD_KEYS = ("head/kernel", "head.weight", "classifier.weight")
+
+
+def has_head(checkpoint):
+    """Whether a checkpoint (path or arrays) holds a classification head."""
+    arrays, _ = _arrays(checkpoint)
+    return any(key.removeprefix("vit.") in _HEAD_KEYS for key in arrays)
+
+
 def model_arrays(model):
     """A `build_vit` model's weights as NumPy arrays under the `.npz` names.
 
@@ -479,6 +488,68 @@ def checkpoint_config(checkpoint, num_heads=None):
     }
 
 
+# Hugging Face image processors' `resample` codes (PIL's).
+_RESAMPLE = {2: "bilinear", 3: "bicubic"}
+
+
+def _read_json(path):
+    import json
+
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def settings_beside(path):
+    """What a Hugging Face checkpoint's own files say beside it.
+
+    From `config.json`: `layer_norm_eps` (transformers' ViT uses 1e-12,
+    not the original 1e-6). From `preprocessor_config.json`: the
+    evaluation transform (`image_mean`, `image_std`, `resample`, and a
+    centre crop when `do_center_crop`). Files that are absent or not
+    Hugging Face's give nothing.
+
+    Returns:
+        A dict: `config` (`{"layer_norm_epsilon": ...}` or empty) and
+        `transform` (a `keras_vit.Transform` or `None`).
+    """
+    from keras_vit.transform import Transform
+
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    config, transform = {}, None
+    model_config = _read_json(os.path.join(folder, "config.json")) or {}
+    eps = model_config.get("layer_norm_eps")
+    if isinstance(eps, (int, float)) and eps > 0:
+        config["layer_norm_epsilon"] = float(eps)
+    processor = _read_json(os.path.join(folder, "preprocessor_config.json"))
+    if processor:
+        fields = {}
+        for key, name in (("image_mean", "mean"), ("image_std", "std")):
+            if processor.get(key) is not None:
+                fields[name] = processor[key]
+        fields["interpolation"] = _RESAMPLE.get(
+            processor.get("resample"), "bilinear"
+        )
+        crop, size = processor.get("crop_size"), processor.get("size")
+        if processor.get("do_center_crop") and crop and size:
+            kept = crop.get("height") if isinstance(crop, dict) else crop
+            edge = (
+                size.get("shortest_edge") or size.get("height")
+                if isinstance(size, dict)
+                else size
+            )
+            if kept and edge and kept <= edge:
+                fields.update(resize="crop", crop_pct=kept / edge)
+        try:
+            transform = Transform(**fields)
+        except (TypeError, ValueError):
+            transform = None
+    return {"config": config, "transform": transform}
+
+
 def load_weights(model, checkpoint, resize_method="bilinear"):
     """Loads a pretrained ViT checkpoint into a `build_vit` model.
 
@@ -490,6 +561,10 @@ def load_weights(model, checkpoint, resize_method="bilinear"):
       So is a `pre_logits` layer the model does not have. A head or
       `pre_logits` layer the checkpoint lacks (backbone-only checkpoints)
       keeps its initialization (reported).
+    - A patch embedding for another number of image channels is adapted
+      to the model's (`adapt_input_channels`, as timm's
+      `adapt_input_conv`): one channel from RGB sums the RGB kernels; N
+      channels repeat the checkpoint's and rescale them (reported).
     - A position embedding for another patch grid is resized over the grid
       (`resize_method`, `"bilinear"` by default with half-pixel centres, as
       timm loads these files; or `"bicubic"`); the class-token row is kept.
@@ -506,8 +581,9 @@ def load_weights(model, checkpoint, resize_method="bilinear"):
             `"bilinear"`.
 
     Returns:
-        A dict: `loaded` (list of names), `skipped` (`{name: reason}`) and
-        `resized` (`{name: [old_shape, new_shape]}`).
+        A dict: `loaded` (list of names), `skipped` (`{name: reason}`),
+        `resized` (`{name: [old_shape, new_shape]}`) and `adapted`
+        (`{name: [checkpoint_channels, model_channels]}`).
     """
     if resize_method not in ("bilinear", "bicubic"):
         raise ValueError(
@@ -517,7 +593,7 @@ def load_weights(model, checkpoint, resize_method="bilinear"):
     layout = model_layout(model)
     raw, source = _arrays(checkpoint)
     arrays = to_npz_layout(raw, _num_heads(model))
-    report = {"loaded": [], "skipped": {}, "resized": {}}
+    report = {"loaded": [], "skipped": {}, "resized": {}, "adapted": {}}
     assignments, problems = [], []
 
     for key in ("head", "pre_logits"):
@@ -554,8 +630,10 @@ def load_weights(model, checkpoint, resize_method="bilinear"):
             continue
         array = np.asarray(arrays.pop(name), dtype=np.float32)
         target = tuple(variable.shape)
-        if name == "embedding/kernel" and array.size == np.prod(target):
-            array = array.reshape(target)  # (p, p, C, D) -> (p * p * C, D)
+        if name == "embedding/kernel":
+            array, adapted = _fit_patch_kernel(model, array, target)
+            if adapted:
+                report["adapted"][name] = adapted
         if name == "cls" and array.ndim == 1:
             array = array.reshape(target)
         if name.endswith("pos_embedding") and array.shape != target:
@@ -587,6 +665,42 @@ def load_weights(model, checkpoint, resize_method="bilinear"):
     for name, reason in report["skipped"].items():
         logger.info("Not loaded: %s (%s)", name, reason)
     return report
+
+
+def adapt_input_channels(kernel, channels):
+    """A `(p, p, C, D)` patch kernel for images of `channels` channels.
+
+    As timm's `adapt_input_conv`: to one channel, the sum over the
+    checkpoint's channels (a gray image seen as equal R, G and B gives the
+    same embedding); to N channels, the checkpoint's repeated until there
+    are N, scaled by `C / N` so that the embedding keeps its magnitude
+    (multispectral images).
+    """
+    kernel = np.asarray(kernel, dtype=np.float32)
+    have = kernel.shape[2]
+    if channels == have:
+        return kernel
+    if channels == 1:
+        return kernel.sum(axis=2, keepdims=True)
+    repeats = -(-channels // have)
+    tiled = np.concatenate([kernel] * repeats, axis=2)[:, :, :channels]
+    return tiled * (have / channels)
+
+
+def _fit_patch_kernel(model, array, target):
+    """The checkpoint's patch kernel in the model's `(p * p * C, D)` shape,
+    adapted to the model's channels; `(array, [from, to] or None)`."""
+    if array.size == np.prod(target):
+        return array.reshape(target), None  # (p, p, C, D) -> (p * p * C, D)
+    extractor = model.get_layer("patch_extractor")
+    ph, pw = extractor.patch_size
+    if array.ndim != 4 or array.shape[:2] != (ph, pw):
+        return array, None  # a mismatch, reported as such
+    if array.shape[3] != target[1] or target[0] % (ph * pw):
+        return array, None
+    channels = target[0] // (ph * pw)
+    adapted = adapt_input_channels(array, channels)
+    return adapted.reshape(target), [int(array.shape[2]), int(channels)]
 
 
 def _resize_positions(model, array, target, method):

@@ -21,6 +21,8 @@ from keras_vit.command import UsageError
 from keras_vit.command import log_options
 from keras_vit.command import model_file_options
 from keras_vit.command import run
+from keras_vit.command import transform_from_args
+from keras_vit.command import transform_options
 from keras_vit.recipes import MODEL_KEYS
 
 
@@ -94,10 +96,10 @@ def _add_data_arguments(parser):
 
 
 def build_parser():
-    from keras_vit.data import AUGMENTATIONS
-    from keras_vit.model import TOKENIZERS
-    from keras_vit.training import PRECISIONS
-    from keras_vit.training import STRATEGIES
+    from keras_vit.recipes import AUGMENTATIONS
+    from keras_vit.recipes import PRECISIONS
+    from keras_vit.recipes import STRATEGIES
+    from keras_vit.recipes import TOKENIZERS
     from keras_vit.variants import VARIANTS
 
     parser = Parser(
@@ -107,10 +109,11 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
     logs = log_options()
     model_file = model_file_options()
+    transform = transform_options()
 
     train = commands.add_parser(
         "train",
-        parents=[logs],
+        parents=[logs, transform],
         help="train a ViT",
         description="Train a ViT with AdamW, warm-up + cosine decay, label "
         "smoothing and gradient clipping. Writes model.keras (final), "
@@ -234,7 +237,7 @@ def build_parser():
 
     evaluate = commands.add_parser(
         "evaluate",
-        parents=[logs, model_file],
+        parents=[logs, model_file, transform],
         help="accuracy and loss of a model on a dataset",
         description="Accuracy and loss of a .keras model. On the dataset it "
         "was trained on (config.json beside the model), or on digits and "
@@ -257,11 +260,13 @@ def build_parser():
 
     predict = commands.add_parser(
         "predict",
-        parents=[logs, model_file],
+        parents=[logs, model_file, transform],
         help="top-k classes of images",
         description="Top-k class names and probabilities for each image. "
-        "Images are resized to the model's input and scaled from [0, 255] to "
-        "--input-range, as `train` does.",
+        "Images are made into model inputs by the model's transform (a "
+        "preset's own, or the one its training run recorded in config.json; "
+        "the options below override it), as `evaluate` and the exported "
+        "files do.",
     )
     predict.add_argument(
         "inputs",
@@ -284,7 +289,7 @@ def build_parser():
     predict.add_argument("--json", action="store_true", help="print JSON")
     attention = commands.add_parser(
         "attention",
-        parents=[logs, model_file],
+        parents=[logs, model_file, transform],
         help="pictures of where the model looks",
         description="For each image, write NAME_rollout.png (the image and "
         "its attention rollout from the class token, or from the mean patch "
@@ -431,6 +436,10 @@ def _train(args):
         if args.freeze_backbone:
             raise UsageError("--freeze-backbone needs --weights")
         config, reason = _scratch_config(args, native, examples)
+    transform = transform_from_args(
+        args, checkpoint["transform"] if checkpoint else None
+    )
+    config["transform"] = transform.to_dict()
     data = load_datasets(
         args.dataset,
         image_size=config["image_size"],
@@ -445,6 +454,7 @@ def _train(args):
         skip_bad_images=args.skip_bad_images,
         check_images=args.check_images,
         progress=not args.quiet,
+        input_range=transform,
     )
     config["image_size"] = data.image_shape[0]
     steps_per_epoch = max(1, -(-data.sizes["train"] // config["batch_size"]))
@@ -629,6 +639,7 @@ def _finetune_model(checkpoint, data, config, args):
         checkpoint,
         num_classes=data.num_classes,
         image_size=data.image_shape[:2],
+        channels=data.image_shape[2],
         dropout=config["dropout"],
         drop_path_rate=args.drop_path_rate,
         class_names=[str(n) for n in data.class_names],
@@ -647,10 +658,24 @@ def _finetune_model(checkpoint, data, config, args):
         print(
             f"weights: {len(report['loaded'])} arrays from "
             f"{checkpoint['source']}; new head for {data.num_classes} "
-            f"classes{grid}",
+            f"classes{grid}{_adapted_text(report)}",
             flush=True,
         )
+    config["adapted_channels"] = report["adapted"].get("embedding/kernel")
     return model
+
+
+def _adapted_text(report):
+    adapted = report["adapted"].get("embedding/kernel")
+    if not adapted:
+        return ""
+    have, want = adapted
+    how = (
+        f"its {have} channels' kernels summed"
+        if want == 1
+        else f"its {have} channels repeated and scaled by {have}/{want}"
+    )
+    return f"; patch embedding {have} -> {want} channels ({how})"
 
 
 def _save_model(model, out):
@@ -817,8 +842,12 @@ def run_evaluate(args):
     from keras_vit.data import load_datasets
     from keras_vit.model import outputs_probabilities
     from keras_vit.saving import class_names_for
+    from keras_vit.saving import transform_for
 
     model = _load_model(args.model, args.unsafe)
+    transform = transform_from_args(
+        args, transform_for(_model_file(args.model))
+    )
     _, height, width, channels = model.input_shape
     num_classes = model.output_shape[-1]
     split, why = _evaluation_split(args)
@@ -836,6 +865,7 @@ def run_evaluate(args):
         skip_bad_images=args.skip_bad_images,
         check_images=args.check_images,
         progress=not args.json,
+        input_range=transform,
     )
     if data.num_classes != num_classes:
         raise UsageError(
@@ -888,12 +918,12 @@ def run_evaluate(args):
     return 0
 
 
-def _read_images(paths, height, width, channels):
+def _read_images(paths, height, width, channels, transform=None):
     from keras_vit.preprocessing import BadImageError
     from keras_vit.preprocessing import read_images
 
     try:
-        return read_images(paths, (height, width), channels)
+        return read_images(paths, (height, width), channels, transform)
     except BadImageError as error:
         raise UsageError(str(error)) from None
 
@@ -909,7 +939,7 @@ def _pretrained_for_predict(weights, progress):
             "fine-tune it first (keras-vit train --weights ...)"
         )
     model, _ = build_pretrained(checkpoint)
-    return model
+    return model, checkpoint["transform"]
 
 
 def run_predict(args):
@@ -917,10 +947,11 @@ def run_predict(args):
 
     from keras_vit.model import outputs_probabilities
     from keras_vit.saving import class_names_for
+    from keras_vit.saving import transform_for
 
     if args.weights:
         # --json keeps stdout to the JSON document.
-        model = _pretrained_for_predict(args.weights, not args.json)
+        model, base = _pretrained_for_predict(args.weights, not args.json)
         images_paths = args.inputs
         model_path = None
     else:
@@ -932,12 +963,14 @@ def run_predict(args):
         model_path, images_paths = args.inputs[0], args.inputs[1:]
         model_path = _model_file(model_path)  # labels.json lies beside it
         model = _load_model(model_path, args.unsafe)
+        base = transform_for(model_path)
+    transform = transform_from_args(args, base)
     _, height, width, channels = model.input_shape
     num_classes = model.output_shape[-1]
     names = class_names_for(model, args.labels, model_path)
     if names is None:
         names = [str(i) for i in range(num_classes)]
-    images = _read_images(images_paths, height, width, channels)
+    images = _read_images(images_paths, height, width, channels, transform)
     outputs = np.asarray(model.predict(images, verbose=0), dtype=np.float64)
     if outputs_probabilities(model):
         probs = outputs  # the head's own softmax; no second one
@@ -987,20 +1020,7 @@ def run_weights(args):
                 rows.append(row)
             print(json.dumps(rows, indent=2))
             return 0
-        width = max(len(n) for n in names) if names else 4
-        print(
-            f"{'name':<{width}}  variant  size  classes  top-1  file"
-            "        cached"
-        )
-        for name in names:
-            p = presets.get_preset(name)
-            top1 = f"{p.accuracy:.1f}" if p.accuracy else "-"
-            size = p.size or "-"
-            cached = "yes" if presets.cached_path(name) else "no"
-            print(
-                f"{name:<{width}}  {p.variant:<7}  {p.image_size:>4}  "
-                f"{p.num_classes:>7}  {top1:>5}  {size:<10}  {cached}"
-            )
+        _print_preset_table(presets, names)
         return 0
     preset = presets.get_preset(args.name)
     if args.action == "download":
@@ -1020,6 +1040,53 @@ def run_weights(args):
     return 0
 
 
+def _print_preset_table(presets, names):
+    """One row a preset; every column is what its header says."""
+    columns = (
+        ("name", "<"),
+        ("variant", "<"),
+        ("image px", ">"),
+        ("classes", ">"),
+        ("top-1 %", ">"),
+        ("file size", ">"),
+        ("eval transform", "<"),
+        ("cached", "<"),
+    )
+    rows = []
+    for name in names:
+        p = presets.get_preset(name)
+        t = p.transform
+        rows.append(
+            (
+                name,
+                p.variant,
+                str(p.image_size),
+                str(p.num_classes),
+                f"{p.accuracy:.1f}" if p.accuracy else "-",
+                p.size or "-",
+                "stretch"
+                if t.resize == "stretch"
+                else f"crop {t.crop_pct:g} {t.interpolation}",
+                "yes" if presets.cached_path(name) else "no",
+            )
+        )
+    widths = [
+        max([len(header)] + [len(row[i]) for row in rows])
+        for i, (header, _) in enumerate(columns)
+    ]
+    for row in [tuple(h for h, _ in columns)] + rows:
+        print(
+            "  ".join(
+                f"{cell:{align}{width}}"
+                for cell, (_, align), width in zip(row, columns, widths)
+            ).rstrip()
+        )
+    print(
+        "file size: as the source publishes it (- where it publishes none); "
+        "eval transform: keras_vit.presets.Preset.transform"
+    )
+
+
 def run_attention(args):
     from keras_vit.attention import attention_maps
     from keras_vit.attention import attention_rollout
@@ -1032,8 +1099,12 @@ def run_attention(args):
     from keras_vit.plots import plot_head_maps
     from keras_vit.plots import plot_mean_attention_distance
     from keras_vit.plots import plot_rollout
+    from keras_vit.saving import transform_for
 
     model = _load_model(args.model, args.unsafe)
+    transform = transform_from_args(
+        args, transform_for(_model_file(args.model))
+    )
     grid = model_grid(model)
     _, height, width, channels = model.input_shape
     stems = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
@@ -1051,7 +1122,7 @@ def run_attention(args):
         raise UsageError(
             f"{existing[0]!r} exists; pass --overwrite to replace it"
         )
-    images = _read_images(args.images, height, width, channels)
+    images = _read_images(args.images, height, width, channels, transform)
     maps = attention_maps(model, images)
     pooling = vit_config(model)["pooling"]
     rollouts = attention_rollout(

@@ -60,6 +60,84 @@ def log_options():
     )
 
 
+def _numbers(text):
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 3):
+        raise argparse.ArgumentTypeError(
+            f"expected one number or three (R,G,B), received {text!r}"
+        )
+    return values
+
+
+def transform_options():
+    """A parent parser with the evaluation transform's options
+    (`keras_vit.transform.Transform`): `--resize`, `--crop-pct`,
+    `--interpolation`, `--mean`, `--std`. Each one given overrides the
+    model's own transform (its preset's, or its run's `config.json`)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group(
+        "image transform (default: the model's own: its preset's, or the "
+        "one in config.json beside it, else stretch, bilinear, [-1, 1])"
+    )
+    group.add_argument(
+        "--resize",
+        choices=("stretch", "crop"),
+        help="stretch the whole image to the model's size, or crop: resize "
+        "the shorter side to size/crop-pct and cut out the centre (timm)",
+    )
+    group.add_argument(
+        "--crop-pct",
+        type=float,
+        help="with --resize crop: the kept fraction, in (0, 1] (timm: 0.9 "
+        "at 224, 1.0 at 384)",
+    )
+    group.add_argument(
+        "--interpolation",
+        choices=("bilinear", "bicubic"),
+        help="resize filter (both antialiased)",
+    )
+    group.add_argument(
+        "--mean",
+        type=_numbers,
+        help="normalization mean of pixels in [0, 1]: one number or R,G,B "
+        "(0.5: inputs in [-1, 1]; ImageNet: 0.485,0.456,0.406)",
+    )
+    group.add_argument(
+        "--std",
+        type=_numbers,
+        help="normalization std, like --mean (0.5; ImageNet: "
+        "0.229,0.224,0.225)",
+    )
+    return parent
+
+
+def transform_from_args(args, base=None):
+    """`base` (a `Transform`, default the default one) with the options
+    given on the command line applied. A bad combination is a usage
+    error naming the values."""
+    import dataclasses
+
+    from keras_vit.transform import Transform
+
+    base = base or Transform()
+    given = {
+        key: getattr(args, key)
+        for key in ("resize", "crop_pct", "interpolation", "mean", "std")
+        if getattr(args, key, None) is not None
+    }
+    if "crop_pct" in given and given.get("resize", base.resize) != "crop":
+        raise UsageError("--crop-pct needs --resize crop")
+    if given.get("resize") == "crop" and "crop_pct" not in given:
+        given.setdefault("crop_pct", base.crop_pct)
+    try:
+        return dataclasses.replace(base, **given)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def _first_line(error):
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -170,6 +248,8 @@ def quiet_startup():
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
         return  # The user's own setting, or too late to apply one.
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if os.environ.get("KERAS_VIT_LIGHT_IMPORT") == "1":
+        return  # `keras-vit weights`: no TensorFlow to load.
     with without_notices():
         import tensorflow  # noqa: F401
 

@@ -27,18 +27,11 @@ from keras_vit.preprocessing import IMAGE_EXTENSIONS
 from keras_vit.preprocessing import BadImageError
 from keras_vit.preprocessing import decode_image
 from keras_vit.preprocessing import preprocess_image
+from keras_vit.recipes import AUGMENTATIONS  # noqa: F401 (re-exported)
+from keras_vit.transform import Transform
 
 logger = logging.getLogger(__name__)
 
-AUGMENTATIONS = (
-    "flip",
-    "crop",
-    "translate",
-    "rotate",
-    "randaugment",
-    "mixup",
-    "cutmix",
-)
 _NAMED_SOURCES = ("digits", "tfds:NAME", "a folder path", "(images, labels)")
 # Datasets whose preprocessed images fit in this many bytes stay in memory.
 _CACHE_BYTES = 2 * 1024**3
@@ -174,8 +167,9 @@ def load_datasets(
             `"rotate"`, `"randaugment"`, `"mixup"`, `"cutmix"`: Keras
             preprocessing layers applied to training batches. MixUp and
             CutMix imply one-hot labels. Defaults to `()`.
-        input_range: `(low, high)` that integer images are scaled to.
-            Defaults to `(-1.0, 1.0)`.
+        input_range: `(low, high)` that integer images are scaled to, or
+            a `keras_vit.Transform` (its resize, crop, filter and
+            mean/std, for every split). Defaults to `(-1.0, 1.0)`.
         one_hot: bool. Return one-hot float labels instead of integers.
             Defaults to `False`.
         data_dir: str or `None`. TensorFlow Datasets data folder.
@@ -236,7 +230,7 @@ def load_datasets(
     )
     channels = channels or native[2]
     shape = (*size, channels)
-    low, high = (float(v) for v in input_range)
+    scaling, (low, high) = _scaling(input_range)
 
     if isinstance(source, str) and source == "digits":
         splits, names = _digits(validation_split, test_split, seed)
@@ -270,7 +264,7 @@ def load_datasets(
             )
 
     def preprocess(image, label):
-        image = preprocess_image(image, size, channels, (low, high))
+        image = preprocess_image(image, size, channels, scaling)
         label = tf.cast(label, tf.int32)
         if one_hot:
             label = tf.one_hot(label, len(names))
@@ -370,6 +364,16 @@ def _check_source(source):
             f"Unknown dataset. Expected one of {', '.join(_NAMED_SOURCES)}. "
             f"Received: {type(source).__name__}"
         )
+
+
+def _scaling(input_range):
+    """`(what preprocess_image takes, (low, high) bounds of the inputs)`."""
+    if isinstance(input_range, Transform):
+        lows = [-m / s for m, s in zip(input_range.mean, input_range.std)]
+        highs = [(1 - m) / s for m, s in zip(input_range.mean, input_range.std)]
+        return input_range, (min(lows), max(highs))
+    low, high = (float(v) for v in input_range)
+    return (low, high), (low, high)
 
 
 def _check_augment(augment):

@@ -20,12 +20,12 @@ from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
 from keras_vit.layers._utils import normalize_pair
 from keras_vit.layers.classifier_head import check_class_names
+from keras_vit.recipes import TOKENIZERS
 from keras_vit.variants import decode_variant
 
 # Used when neither a variant nor an explicit value is given: ViT-B/16.
 _DEFAULTS = decode_variant("B/16")
 _POOLINGS = ("token", "gap", "sequence")
-TOKENIZERS = ("patch", "shifted_patch", "conv")
 _WEIGHT_FORMATS = (".npz", ".safetensors", ".weights.h5")
 _DIM_KEYS = ("patch_size", "hidden_dim", "depth", "num_heads", "mlp_dim")
 
@@ -98,7 +98,10 @@ def build_vit(
             variant's, else `3072`.
         num_classes: int. Number of output classes. Defaults to the number
             of `class_names`, else the named checkpoint's (`weights`), else
-            `1000`.
+            `1000`. A checkpoint without a head (a backbone-only preset
+            such as `"vit_base_patch32_224.orig_in21k"`) and no
+            `num_classes` give the features instead (`include_top=False`):
+            never a head of zeros.
         include_top: bool. When `False`, the model ends at the pooled
             features (after `pre_logits` if present) instead of the head.
             Defaults to `True`.
@@ -260,11 +263,8 @@ def build_vit(
         if num_classes is None and not isinstance(class_names, str):
             num_classes = len(class_names)
         class_names = check_class_names(class_names, num_classes)
-    if num_classes is None:
-        num_classes = 1000
-    if include_top:
-        num_classes = check_positive_int(num_classes, "num_classes")
     checkpoint = None
+    headless = preset is not None and not preset.num_classes
     if preset is not None:
         if tokenizer != "patch":
             raise ValueError(
@@ -286,6 +286,14 @@ def build_vit(
                 representation_size = checkpoints.representation_size(
                     checkpoint
                 )
+            headless = headless or not checkpoints.has_head(checkpoint)
+    if num_classes is None and headless:
+        # A backbone-only checkpoint: its features, not a head of zeros.
+        include_top = False
+    if num_classes is None:
+        num_classes = 1000
+    if include_top:
+        num_classes = check_positive_int(num_classes, "num_classes")
     grid = (image_size[0] // patch_size[0], image_size[1] // patch_size[1])
     if name is None:
         name = (
@@ -437,11 +445,17 @@ def read_pretrained(weights, progress=True, num_heads=None):
     `num_heads` is needed only for a timm/Hugging Face `.safetensors` file
     of a size that is no standard variant's (those files fuse the heads).
 
+    A Hugging Face file's `config.json` and `preprocessor_config.json`
+    beside it are read too (`keras_vit.checkpoints.settings_beside`): its
+    LayerNorm epsilon and its evaluation transform.
+
     Returns:
         A dict: `arrays` (the `.npz`-layout arrays), `config` (as
         `keras_vit.checkpoints.checkpoint_config`, with the preset's
-        dimensions for a preset), `preset` (the `Preset` or `None`) and
-        `source` (the name or path).
+        dimensions for a preset, and `layer_norm_epsilon` where the file's
+        config gives one), `preset` (the `Preset` or `None`), `source`
+        (the name or path) and `transform` (the preset's or the file's
+        `keras_vit.Transform`, or `None` when unknown).
     """
     from keras_vit.variants import decode_variant
 
@@ -457,6 +471,7 @@ def read_pretrained(weights, progress=True, num_heads=None):
             "config": config,
             "preset": preset,
             "source": weights,
+            "transform": preset.transform,
         }
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(
@@ -486,16 +501,29 @@ def read_pretrained(weights, progress=True, num_heads=None):
                 f"architecture. Received: {path!r}"
             )
         arrays = checkpoints.read_checkpoint(path)
+    config = checkpoints.checkpoint_config(arrays, num_heads=num_heads)
+    if path.endswith(".keras"):
+        from keras_vit.saving import transform_for
+
+        beside = {"config": {}, "transform": transform_for(path)}
+    else:
+        beside = checkpoints.settings_beside(path)
+    config.update(beside["config"])
     return {
         "arrays": arrays,
-        "config": checkpoints.checkpoint_config(arrays, num_heads=num_heads),
+        "config": config,
         "preset": None,
         "source": path,
+        "transform": beside["transform"],
     }
 
 
 def build_pretrained(checkpoint, num_classes=None, image_size=None, **kwargs):
     """Builds a model for `read_pretrained`'s result and loads the arrays.
+
+    `channels=` gives the model another number of image channels than the
+    checkpoint's; its patch embedding is then adapted
+    (`keras_vit.checkpoints.adapt_input_channels`).
 
     Returns:
         `(model, report)`, `report` as `keras_vit.load_weights` returns it.
@@ -516,10 +544,12 @@ def build_pretrained(checkpoint, num_classes=None, image_size=None, **kwargs):
         kwargs.setdefault(
             "name", "vit_" + preset.variant.lower().replace("/", "")
         )
+    if "layer_norm_epsilon" in config:
+        kwargs.setdefault("layer_norm_epsilon", config["layer_norm_epsilon"])
     model = build_vit(
         **{k: config[k] for k in _DIM_KEYS},
         image_size=image_size,
-        channels=config["channels"],
+        channels=kwargs.pop("channels", config["channels"]),
         num_classes=num_classes,
         representation_size=config["representation_size"],
         **kwargs,

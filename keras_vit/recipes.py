@@ -11,6 +11,21 @@ Paradigm with Compact Transformers", 2021); large ones the plain ViT.
 
 import math
 
+# The choices `keras-vit train` offers (standard library only: the command
+# line builds its parser without loading TensorFlow).
+TOKENIZERS = ("patch", "shifted_patch", "conv")
+AUGMENTATIONS = (
+    "flip",
+    "crop",
+    "translate",
+    "rotate",
+    "randaugment",
+    "mixup",
+    "cutmix",
+)
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+
 MODEL_KEYS = (
     "patch_size",
     "hidden_dim",
@@ -134,8 +149,10 @@ def choose_finetune_recipe(
     The ViT paper's fine-tuning: SGD with momentum 0.9, no weight decay,
     global-norm clipping at 1, a short linear warm-up then cosine decay, a
     small learning rate, no label smoothing and no dropout. Images are
-    resized to the checkpoint's resolution (at least) and given the
-    checkpoint's three channels; the architecture is the checkpoint's.
+    resized to the checkpoint's resolution (at least) and keep their own
+    channels (the checkpoint's patch embedding is adapted to them: summed
+    over RGB for gray images, as timm does); the architecture is the
+    checkpoint's.
 
     Args:
         image_shape: `(height, width, channels)` of the dataset's images.
@@ -157,7 +174,7 @@ def choose_finetune_recipe(
     >>> recipe = choose_finetune_recipe(
     ...     (28, 28, 1), 1000, {"image_size": 32, "hidden_dim": 192})
     >>> recipe["optimizer"], recipe["image_size"], recipe["channels"]
-    ('sgd', 32, 3)
+    ('sgd', 32, 1)
     """
     height, width, channels = (int(v) for v in image_shape)
     if num_examples is None or num_examples < 1:
@@ -183,7 +200,7 @@ def choose_finetune_recipe(
     colour = channels == 3
     recipe = dict(
         image_size=side,
-        channels=3,
+        channels=channels,
         epochs=int(epochs),
         batch_size=batch_size,
         optimizer="sgd",
@@ -200,6 +217,7 @@ def choose_finetune_recipe(
         f"{what} of a pretrained checkpoint on {num_examples:,} images: SGD "
         f"momentum 0.9, lr {learning_rate:g}, no weight decay, clip 1, "
         f"warm-up then cosine; {side}x{side}{resized} as the checkpoint, "
-        f"{'colour: crop and flip' if colour else 'gray as RGB'}; {length}"
+        f"{'colour: crop and flip' if colour else 'gray: not augmented'}; "
+        f"{length}"
     )
     return recipe

@@ -114,6 +114,34 @@ def save_model_atomic(model, path):
         model.save(tmp)
 
 
+def transform_for(model_path):
+    """The evaluation transform a model was trained with: `"transform"` in
+    the `config.json` beside `model_path` (`keras-vit train` writes it),
+    else the default one (stretch, bilinear, [-1, 1])."""
+    import json
+
+    from keras_vit.transform import Transform
+
+    if model_path is None:
+        return Transform()
+    beside = os.path.join(
+        os.path.dirname(os.path.abspath(model_path)), "config.json"
+    )
+    try:
+        with open(beside) as f:
+            saved = json.load(f).get("transform")
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    if not saved:
+        return Transform()
+    try:
+        return Transform.from_dict(saved)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"The transform in {beside!r} is malformed: {error}"
+        ) from None
+
+
 def class_names_for(model, labels_path=None, model_path=None):
     """The class names of a model's outputs, or `None` when unknown.
 

@@ -20,14 +20,14 @@ import tensorflow as tf
 
 from keras_vit.layers import ClassToken
 from keras_vit.layers import PositionEmbedding
+from keras_vit.recipes import PRECISIONS  # noqa: F401 (re-exported)
+from keras_vit.recipes import STRATEGIES
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # CPU feature flags (as Linux names them) of native bfloat16 matrix products.
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 MIN_BF16_CPU_WIDTH = 128
-STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 OPTIMIZERS = ("adamw", "sgd")
 
 

@@ -217,6 +217,22 @@ class Transform:
         image = self.resize_images(self.normalize(image), size)
         return tf.ensure_shape(image, (*size, channels))
 
+    def read_images(self, paths, size, channels=3):
+        """Image files as one float32 NumPy batch `(N, *size, channels)` of
+        model inputs (`keras_vit.preprocessing.read_images`).
+
+        Raises:
+            FileNotFoundError: a path is not a file.
+            keras_vit.preprocessing.BadImageError: a file is no image.
+        """
+        from keras_vit.preprocessing import read_images
+
+        if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__"):
+            paths = [paths]
+        if isinstance(size, int):
+            size = (size, size)
+        return read_images(list(paths), tuple(size), channels, self)
+
     def graph(self, images, size):
         """Exported graphs' preprocessing of a `uint8` batch `(B, H, W, C)`,
         with built-in ops only."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import keras_vit
+from keras_vit import checkpoints
 from keras_vit.checkpoints import CheckpointError
 from keras_vit.checkpoints import load_weights
 from keras_vit.checkpoints import save_npz
@@ -409,3 +410,64 @@ def test_safetensors_dtypes_are_read_as_float32(tmp_path):
         assert arrays[key].dtype == np.float32
         np.testing.assert_array_equal(arrays[key], values)
     np.testing.assert_array_equal(arrays["i64"], [0, 1, 2])
+
+
+@pytest.mark.parametrize("channels", [1, 2, 4, 7])
+def test_a_patch_kernel_is_adapted_to_the_images_channels(channels):
+    """As timm's `adapt_input_conv`: one channel sums RGB (so a gray image
+    gives the embedding its RGB copy gave); N channels repeat the RGB
+    kernels, scaled by 3 / N."""
+    dims = dict(patch_size=4, hidden_dim=8, depth=1, num_heads=2, mlp_dim=8)
+    rgb = keras_vit.build_vit(image_size=8, num_classes=3, **dims)
+    rng = np.random.default_rng(0)
+    for v in rgb.weights:
+        v.assign(rng.normal(size=v.shape).astype("float32"))
+    arrays = checkpoints.model_arrays(rgb)
+    model = keras_vit.build_vit(
+        image_size=8, num_classes=3, channels=channels, **dims
+    )
+    report = checkpoints.load_weights(model, arrays)
+    assert report["adapted"] == {"embedding/kernel": [3, channels]}
+    kernel = arrays["embedding/kernel"]  # (4, 4, 3, 8)
+    got = model.get_layer("patch_embedding").kernel.numpy()
+    got = got.reshape(4, 4, channels, 8)
+    if channels == 1:
+        np.testing.assert_allclose(got[:, :, 0], kernel.sum(2), rtol=1e-6)
+        gray = rng.uniform(-1, 1, (2, 8, 8, 1)).astype("float32")
+        np.testing.assert_allclose(
+            model(gray), rgb(np.repeat(gray, 3, -1)), atol=1e-4
+        )
+    else:
+        for c in range(channels):
+            np.testing.assert_allclose(
+                got[:, :, c], kernel[:, :, c % 3] * 3 / channels, rtol=1e-6
+            )
+
+
+def test_a_shape_that_cannot_be_adapted_is_one_line_naming_both():
+    dims = dict(hidden_dim=8, depth=1, num_heads=2, mlp_dim=8)
+    source = keras_vit.build_vit(image_size=8, patch_size=4, **dims)
+    model = keras_vit.build_vit(image_size=8, patch_size=2, **dims)
+    with pytest.raises(checkpoints.CheckpointError) as info:
+        checkpoints.load_weights(model, checkpoints.model_arrays(source))
+    message = str(info.value)
+    assert "\n" not in message
+    assert "'embedding/kernel': checkpoint (4, 4, 3, 8), model (12, 8)" in (
+        message
+    )
+
+
+def test_a_backbone_only_checkpoint_without_num_classes_gives_features(
+    tmp_path,
+):
+    """Never a head of zeros whose every output is 0."""
+    dims = dict(patch_size=4, hidden_dim=8, depth=1, num_heads=2, mlp_dim=8)
+    backbone = keras_vit.build_vit(image_size=8, include_top=False, **dims)
+    keras_vit.save_npz(backbone, tmp_path / "backbone.npz")
+    model = keras_vit.build_vit(
+        image_size=8, weights=tmp_path / "backbone.npz", **dims
+    )
+    assert model.output_shape == (None, 8)
+    assert "head" not in [layer.name for layer in model.layers]
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3))
+    np.testing.assert_allclose(model(x), backbone(x), atol=1e-6)

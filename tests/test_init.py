@@ -36,3 +36,46 @@ def test_unknown_attributes_still_raise_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         keras_vit.nothing  # noqa: B018
     assert "build_vit" in dir(keras_vit)
+
+
+def test_keras_vit_weights_loads_no_tensorflow():
+    """`keras-vit weights list` reads the registry only: no TensorFlow,
+    no Keras (they take most of a command's start-up)."""
+    code = """
+import sys
+from keras_vit_cli import main
+sys.argv = ["keras-vit", "weights", "list"]
+status = main(["weights", "list", "--variant", "Ti/16"])
+loaded = [m for m in ("tensorflow", "keras") if m in sys.modules]
+print("loaded:", loaded, "status:", status)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "loaded: [] status: 0"
+    header = lines[0].split()
+    assert header[:4] == ["name", "variant", "image", "px"]
+    assert "file" in header and "size" in header and "transform" in header
+    row = next(r for r in lines if r.startswith("augreg/Ti_16-i21k-300ep"))
+    assert "37 MiB" in row and row.split()[2] == "224"
+
+
+def test_other_commands_load_the_model_api_as_import_does():
+    code = """
+import sys
+from keras_vit_cli import main
+try:
+    main(["evaluate", "--help"])
+except SystemExit:
+    pass
+import keras
+assert "keras_vit>PatchEmbedding" in keras.saving.get_custom_objects()
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "ok"

@@ -268,6 +268,27 @@ def test_first_load_downloads_and_caches_then_works_offline(
     assert presets.preset_path(preset.name) == cached
 
 
+def test_a_backbone_only_preset_gives_features_not_a_zero_head(
+    registry, server, tmp_path
+):
+    backbone = keras_vit.build_vit("Ti/16", image_size=32, include_top=False)
+    keras_vit.save_npz(backbone, tmp_path / "b.npz")
+    preset = _register(
+        server,
+        "/backbone.npz",
+        (tmp_path / "b.npz").read_bytes(),
+        num_classes=0,
+        labels=None,
+    )
+    for model in (
+        keras_vit.build_vit(weights=preset.name, progress=False),
+        keras_vit.from_preset(preset.name, progress=False),
+    ):
+        assert model.output_shape == (None, 192)
+    model = keras_vit.build_vit(weights=preset.name, num_classes=4)
+    assert model.output_shape == (None, 4)  # asked for: a new head
+
+
 def test_a_wrong_checksum_fails_and_caches_nothing(registry, server, tmp_path):
     data = _npz_bytes(tmp_path, {"a": np.arange(1000.0)})
     preset = _register(server, "/x.npz", data, sha256="0" * 64)

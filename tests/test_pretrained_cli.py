@@ -90,6 +90,39 @@ def test_train_with_weights_replaces_the_head_and_resizes_the_grid(
     assert metrics["test_accuracy"] > 0.6
 
 
+@pytest.mark.parametrize("checkpoint_channels", [1, 3])
+def test_a_checkpoint_fine_tunes_on_gray_images_whatever_its_channels(
+    checkpoint_channels, tmp_path, capsys
+):
+    """A one-channel checkpoint (a plain ViT trained here on digits) and an
+    RGB one both fine-tune on the gray digits: the patch embedding is
+    adapted to the data's channel, reported and recorded."""
+    keras.utils.set_random_seed(2)
+    trained = keras_vit.build_vit(
+        image_size=24, channels=checkpoint_channels, num_classes=10, **SMALL
+    )
+    path = tmp_path / "ckpt.npz"
+    keras_vit.save_npz(trained, path)
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "digits", "--weights", path, "--out", out]
+    args += ["--image-size", "24", "--epochs", "1", "--no-tensorboard"]
+    assert main([str(a) for a in args]) == 0
+    printed = capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["channels"] == 1
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.input_shape == (None, 24, 24, 1)
+    if checkpoint_channels == 1:
+        assert "patch embedding" not in printed
+        assert config["adapted_channels"] is None
+    else:
+        assert (
+            "patch embedding 3 -> 1 channels (its 3 channels' kernels "
+            "summed)" in printed
+        )
+        assert config["adapted_channels"] == [3, 1]
+
+
 def test_freeze_backbone_trains_only_the_head(folder, checkpoint, tmp_path):
     out = tmp_path / "probe"
     args = ["train", "--dataset", folder, "--weights", checkpoint]
