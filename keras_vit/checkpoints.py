@@ -722,6 +722,23 @@ def _resize_positions(model, array, target, method):
     return resized, array.shape
 
 
+def _check_npz_layout(model):
+    """The `.npz` layout is the original ViT's: patches, a linear embedding."""
+    names = {layer.name for layer in getattr(model, "layers", ())}
+    tokenizer = None
+    if "conv_tokenizer" in names:
+        tokenizer = "conv"
+    elif "patch_norm" in names:
+        tokenizer = "shifted_patch"
+    if tokenizer:
+        raise ValueError(
+            "The .npz layout holds ViTs with the patch tokenizer only (the "
+            f"original checkpoints' layout); this model has "
+            f"tokenizer={tokenizer!r}. Save it as a .keras file instead: "
+            "model.save('model.keras')"
+        )
+
+
 def save_npz(model, path, overwrite=False):
     """Writes a `build_vit` model's weights in the original `.npz` layout.
 
@@ -740,6 +757,7 @@ def save_npz(model, path, overwrite=False):
         raise FileExistsError(
             f"{path!r} exists; pass overwrite=True to replace it"
         )
+    _check_npz_layout(model)
     arrays = model_arrays(model)
     from keras_vit.files import atomic_path
 

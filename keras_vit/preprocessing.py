@@ -110,9 +110,9 @@ def resize_image(image, size):
 def preprocess_image(image, size, channels, input_range=DEFAULT_INPUT_RANGE):
     """A decoded image `(H, W, C)` as the model input `(*size, channels)`.
 
-    `input_range` is `(low, high)` or a `Transform`.
+    `input_range` is `(low, high)` or a `Transform` (`None`: the default).
     """
-    if isinstance(input_range, (Transform, dict)):
+    if input_range is None or isinstance(input_range, (Transform, dict)):
         return as_transform(input_range)(image, size, channels)
     image = to_channels(image, channels)
     image = resize_image(scale_image(image, input_range), size)
@@ -279,9 +279,10 @@ def resize_images_matmul(images, size, transform=None):
     # Rows: (height, rows) @ (B, rows, width * C) -> (B, height, width * C).
     x = tf.reshape(x, tf.stack([batch, rows, width * channels]))
     x = tf.matmul(along_rows[None], x)
+    x = tf.reshape(x, tf.stack([batch, height, width, channels]))
     if clip is not None:
         x = tf.clip_by_value(x, *clip)
-    return tf.reshape(x, tf.stack([batch, height, width, channels]))
+    return x
 
 
 def _clip_range(transform):

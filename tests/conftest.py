@@ -49,4 +49,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 # Scripts run by hand or in subprocesses, not test modules.
-collect_ignore = ["fixtures/make_golden.py", "distributed_worker.py"]
+collect_ignore = [
+    "fixtures/make_golden.py",
+    "fixtures/make_transform_golden.py",
+    "distributed_worker.py",
+]

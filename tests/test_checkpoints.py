@@ -279,6 +279,10 @@ def test_transformers_vit_names(tmp_path, golden):
     )
     out = to_numpy(model(golden["images_32"]))
     assert np.abs(out - golden["logits_32"]).max() < 1e-4
+    # A Hugging Face file's own config beside it: its LayerNorm epsilon.
+    (tmp_path / "config.json").write_text(json.dumps({"layer_norm_eps": 1e-12}))
+    hub_like = keras_vit.from_preset(str(path), num_heads=4)
+    assert keras_vit.vit_config(hub_like)["layer_norm_epsilon"] == 1e-12
 
 
 def test_unsafe_and_unknown_files(tmp_path):
@@ -471,3 +475,52 @@ def test_a_backbone_only_checkpoint_without_num_classes_gives_features(
     assert "head" not in [layer.name for layer in model.layers]
     x = np.random.default_rng(0).normal(size=(2, 8, 8, 3))
     np.testing.assert_allclose(model(x), backbone(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("tokenizer", ["conv", "shifted_patch"])
+def test_save_npz_of_another_tokenizer_says_to_save_keras(tmp_path, tokenizer):
+    model = keras_vit.build_vit(
+        image_size=16,
+        patch_size=4,
+        hidden_dim=8,
+        depth=1,
+        num_heads=2,
+        mlp_dim=8,
+        num_classes=2,
+        tokenizer=tokenizer,
+    )
+    with pytest.raises(ValueError) as info:
+        save_npz(model, tmp_path / "m.npz")
+    message = str(info.value)
+    assert f"tokenizer={tokenizer!r}" in message and ".keras" in message
+    assert "Expected a model built by" not in message
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_hugging_face_files_own_settings_are_read_beside_it(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"layer_norm_eps": 1e-12}))
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "do_resize": True,
+                "do_center_crop": True,
+                "size": {"shortest_edge": 256},
+                "crop_size": {"height": 224, "width": 224},
+                "resample": 3,
+                "image_mean": [0.485, 0.456, 0.406],
+                "image_std": [0.229, 0.224, 0.225],
+            }
+        )
+    )
+    settings = checkpoints.settings_beside(tmp_path / "model.safetensors")
+    assert settings["config"] == {"layer_norm_epsilon": 1e-12}
+    transform = settings["transform"]
+    assert transform.resize == "crop" and transform.crop_pct == 224 / 256
+    assert transform.interpolation == "bicubic"
+    assert transform.mean == (0.485, 0.456, 0.406)
+    # Nothing beside a file: nothing read.
+    (tmp_path / "other").mkdir()
+    assert checkpoints.settings_beside(tmp_path / "other" / "m.npz") == {
+        "config": {},
+        "transform": None,
+    }

@@ -56,20 +56,22 @@ def test_the_fine_tuning_recipe_is_the_papers():
     recipe = choose_finetune_recipe((28, 28, 1), 2_000, small)
     assert recipe["optimizer"] == "sgd"
     assert recipe["weight_decay"] == 0.0 and recipe["label_smoothing"] == 0.0
-    assert recipe["image_size"] == 224 and recipe["channels"] == 3
+    # Gray images stay gray: the checkpoint's patch kernel is adapted.
+    assert recipe["image_size"] == 224 and recipe["channels"] == 1
     assert recipe["augment"] == []  # grayscale
     assert recipe["batch_size"] == 64 and recipe["learning_rate"] == 0.03
     # About 1,000 steps: 2,000 images at 64 are 32 steps an epoch.
     assert recipe["epochs"] == 31
     assert (
-        "gray as RGB" in recipe["reason"] and "(from 28x28)" in recipe["reason"]
+        "gray: not augmented" in recipe["reason"]
+        and "(from 28x28)" in recipe["reason"]
     )
 
     big = {"image_size": 384, "hidden_dim": 768}
     recipe = choose_finetune_recipe((500, 400, 3), 1_000_000, big)
     assert recipe["batch_size"] == 32 and recipe["epochs"] == 3  # the floor
     assert recipe["learning_rate"] == 0.01
-    assert recipe["augment"] == ["crop", "flip"]
+    assert recipe["augment"] == ["crop", "flip"] and recipe["channels"] == 3
     assert choose_finetune_recipe((32, 32, 3), 50, big)["epochs"] == 50
 
     probe = choose_finetune_recipe(

@@ -412,3 +412,55 @@ def test_interrupted_export_in_process_cleans_up(
     with pytest.raises(KeyboardInterrupt):
         export_onnx(trained_model, tmp_path / "m.onnx")
     assert os.listdir(tmp_path) == []
+
+
+def test_the_runs_transform_is_carried_into_the_exported_files(
+    trained_model, tmp_path, capsys
+):
+    """A crop + bicubic + ImageNet mean/std transform in the run's
+    config.json: every exported file applies it inside and verifies end to
+    end on image files of other sizes and shapes; the manifest records it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    trained_model.save(run / "model.keras")
+    transform = {
+        "resize": "crop",
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+    }
+    (run / "config.json").write_text(json.dumps({"transform": transform}))
+    out = tmp_path / "out"
+    code = _run(run / "model.keras", "--to", out, "--quiet")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed"] and report["samples"] == 8
+    for entry in report["reports"]:
+        assert max(entry["max_abs_diff"].values()) <= 1e-4, entry
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["preprocessing"]["transform"] == transform
+    assert manifest["preprocessing"]["scale"]["to"] == [None, None]
+    assert "bicubic" in manifest["preprocessing"]["resize"]["method"]
+    # An option given on the command line overrides the run's.
+    code = _run(
+        run / "model.keras",
+        "--to",
+        tmp_path / "o2",
+        "--quiet",
+        "--formats",
+        "onnx",
+        "--resize",
+        "stretch",
+        "--interpolation",
+        "bilinear",
+        "--mean",
+        "0.5",
+        "--std",
+        "0.5",
+    )
+    assert code == 0, capsys.readouterr()
+    manifest = json.loads((tmp_path / "o2" / "manifest.json").read_text())
+    assert manifest["preprocessing"]["transform"]["resize"] == "stretch"
+    assert manifest["preprocessing"]["scale"]["to"] == [-1.0, 1.0]
