@@ -7,7 +7,7 @@ the resumable backup, best.keras, TensorBoard), then prints one JSON line
 per run with the test accuracy. Runs are alternated over `--repeats`, so a
 slow spell of the machine falls on every setting alike.
 
-    python benchmarks/main_job.py --epochs default 15 20 30 --repeats 1
+    python benchmarks/main_job.py --epochs default 15 20 30 --seeds 0 1 2
 """
 
 import argparse
@@ -103,6 +103,14 @@ def main():
     parser.add_argument("--epochs", nargs="+", default=["default"])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="training seeds (the split, initialization and order); "
+        "the CLI's default is 0",
+    )
+    parser.add_argument(
         "--no-tensorboard",
         action="store_true",
         help="also run each length without TensorBoard logs",
@@ -110,9 +118,11 @@ def main():
     args = parser.parse_args()
     variants = [[]] + ([["--no-tensorboard"]] if args.no_tensorboard else [])
     for _ in range(args.repeats):
-        for epochs in args.epochs:
-            for extra in variants:
-                print(json.dumps(run(epochs, extra)), flush=True)
+        for seed in args.seeds:
+            for epochs in args.epochs:
+                for extra in variants:
+                    options = extra + ([] if seed == 0 else ["--seed", str(seed)])
+                    print(json.dumps(run(epochs, options)), flush=True)
 
 
 if __name__ == "__main__":
