@@ -83,3 +83,19 @@ def test_the_fine_tuning_recipe_is_the_papers():
     assert asked["epochs"] == 7 and "7 epochs as asked" in asked["reason"]
     with pytest.raises(ValueError, match="num_examples"):
         choose_finetune_recipe((32, 32, 3), 0, small)
+
+
+def test_images_that_are_not_augmented_get_at_most_thirty_epochs():
+    # 1,437 digits: 23 steps an epoch, so 6,000 steps would be 100 epochs.
+    gray = choose_recipe((8, 8, 1), 1437)
+    assert gray["augment"] == [] and gray["epochs"] == 30
+    assert "at most 30 passes" in gray["reason"]
+    # Augmented images keep the step target (capped at 100 epochs).
+    colour = choose_recipe((8, 8, 3), 1437)
+    assert colour["augment"] and colour["epochs"] == 100
+    assert "about 6,000 steps" in colour["reason"]
+    # Large gray datasets reach the step target first, and keep it.
+    mnist = choose_recipe((28, 28, 1), 60_000)
+    assert mnist["epochs"] == 13 and "about 6,000 steps" in mnist["reason"]
+    # Asked-for lengths are kept whatever the data.
+    assert choose_recipe((8, 8, 1), 1437, epochs=80)["epochs"] == 80
