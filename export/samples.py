@@ -29,12 +29,22 @@ class ImageFiles:
         pixels: list of `uint8` `(H, W, channels)` arrays, decoded.
         inputs: float32 `(N, height, width, channels)`, the training
             pipeline's arrays of the files.
+        generated: bool array `(N,)`: which files are generated pictures
+            (smooth noise of other sizes and formats, no class), not given
+            images. `None`: all were given.
     """
 
     paths: list
     encoded: np.ndarray
     pixels: list
     inputs: np.ndarray
+    generated: np.ndarray | None = None
+
+    def given(self):
+        """Indices of the given images; all when every file was generated."""
+        if self.generated is None or self.generated.all():
+            return np.arange(len(self.paths))
+        return np.flatnonzero(~self.generated)
 
     def __len__(self):
         return len(self.paths)
@@ -102,9 +112,11 @@ def as_image_files(samples, image_shape, input_range=DEFAULT_INPUT_RANGE):
     """`samples` as `ImageFiles`: files, a folder, arrays or `None`.
 
     Given files (or a folder's, up to 64) are joined by the files
-    `write_test_images` generates; arrays (model inputs in `input_range`)
-    are written as PNG files among them. Generated files live in a
-    temporary folder, read and then removed.
+    `write_test_images` generates; arrays (model inputs in `input_range`,
+    up to 64) are written as PNG files among them. The generated files are
+    marked (`ImageFiles.generated`): a quantized file's top-1 agreement is
+    measured on the given images, not on generated noise. Generated files
+    live in a temporary folder, read and then removed.
     """
     import tempfile
 
@@ -122,14 +134,18 @@ def as_image_files(samples, image_shape, input_range=DEFAULT_INPUT_RANGE):
     ):
         files = list(samples)
     elif samples is not None:
-        arrays = np.asarray(samples)[:24]
+        arrays = np.asarray(samples)[:64]
     # Generated files of other sizes and formats always join, so that
     # resizing, grayscale and alpha are exercised whatever was given.
     with tempfile.TemporaryDirectory() as scratch:
-        files += write_test_images(
+        written = write_test_images(
             scratch, image_shape, arrays, input_range=input_range
         )
-        return image_files(files, image_shape, input_range)
+        noise = {p for p in written if os.path.basename(p).startswith("test_")}
+        files += written
+        result = image_files(files, image_shape, input_range)
+    result.generated = np.array([os.fspath(p) in noise for p in files])
+    return result
 
 
 def write_test_images(

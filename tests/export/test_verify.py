@@ -100,3 +100,17 @@ def test_float32_copy_needs_a_rebuildable_model():
     model(np.zeros((1, 16, 16, 3), "float32"))
     with pytest.raises(ValueError, match=r"mixed_bfloat16.*Subclassed"):
         float32_model(model)
+
+
+def test_generated_pictures_are_marked_and_agreement_is_on_given_images():
+    from export.samples import as_image_files
+
+    given = np.random.default_rng(0).uniform(-1, 1, (70, 8, 8, 3))
+    files = as_image_files(given.astype("float32"), (8, 8, 3))
+    # Up to 64 given arrays become files; 8 generated pictures join them.
+    assert len(files) == 72 and int(files.generated.sum()) == 8
+    assert len(files.given()) == 64
+    assert not files.generated[files.given()].any()
+    # Only generated pictures: agreement is measured on all of them.
+    alone = as_image_files(None, (8, 8, 3))
+    assert alone.generated.all() and len(alone.given()) == len(alone)
