@@ -121,7 +121,8 @@ def main():
         for seed in args.seeds:
             for epochs in args.epochs:
                 for extra in variants:
-                    options = extra + ([] if seed == 0 else ["--seed", str(seed)])
+                    seeded = [] if seed == 0 else ["--seed", str(seed)]
+                    options = extra + seeded
                     print(json.dumps(run(epochs, options)), flush=True)
 
 

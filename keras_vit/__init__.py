@@ -23,6 +23,8 @@ _MODEL_API = {
     "layers": ("keras_vit.layers", None),
     "load_weights": ("keras_vit.checkpoints", "load_weights"),
     "save_npz": ("keras_vit.checkpoints", "save_npz"),
+    "ViTConfig": ("keras_vit.config", "ViTConfig"),
+    "assemble": ("keras_vit.model", "assemble"),
     "build_vit": ("keras_vit.model", "build_vit"),
     "class_names": ("keras_vit.model", "class_names"),
     "from_preset": ("keras_vit.model", "from_preset"),
@@ -80,7 +82,9 @@ def __dir__():
 
 __all__ = [
     "VARIANTS",
+    "ViTConfig",
     "__version__",
+    "assemble",
     "activations",
     "attention_maps",
     "attention_rollout",

@@ -11,6 +11,9 @@ import math
 import keras
 from keras import ops
 
+from keras_vit.config import ACTIVATIONS
+from keras_vit.config import resolve_activation  # noqa: F401
+
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -47,6 +50,42 @@ def gelu_approximate(x):
     """
     inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
     return 0.5 * x * (1.0 + ops.tanh(inner))
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+def quick_gelu(x):
+    """QuickGELU of OpenAI's CLIP, `x * sigmoid(1.702 * x)`.
+
+    A sigmoid approximation of GELU; OpenAI's CLIP image towers were
+    trained with it, so they compute their own outputs only with it.
+
+    Args:
+        x: tensor. Input.
+
+    Returns:
+        A tensor of the same shape and dtype as `x`.
+    """
+    return x * ops.sigmoid(1.702 * x)
+
+
+# The MLP activations a model can use, by name (`keras_vit.config` lists
+# the names without loading Keras).
+_FUNCTIONS = {
+    "gelu": gelu,
+    "gelu_approximate": gelu_approximate,
+    "quick_gelu": quick_gelu,
+}
+assert tuple(_FUNCTIONS) == ACTIVATIONS
+
+
+def get_activation(name):
+    """The MLP activation called `name`, one of `ACTIVATIONS`."""
+    if name not in _FUNCTIONS:
+        raise ValueError(
+            f"`activation` must be one of {ACTIVATIONS}. "
+            f"Received: activation={name!r}"
+        )
+    return _FUNCTIONS[name]
 
 
 def get_gelu(approximate=False):

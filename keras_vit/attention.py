@@ -56,7 +56,13 @@ def attention_maps(model, images, batch_size=32):
     Returns:
         A float32 NumPy array `(depth, B, num_heads, N + 1, N + 1)`, where
         `N` is the number of patches and index 0 is the class token. Each
-        row sums to 1.
+        row sums to 1, except in models with register tokens or a
+        distillation token: those are left out (rows and columns), so a
+        row sums to what the token gives the class token and the patches.
+
+    Raises:
+        ValueError: the model has no class token (SigLIP-style attention
+            pooling), or `images` do not fit the model.
 
     Example:
 
@@ -67,6 +73,18 @@ def attention_maps(model, images, batch_size=32):
     (2, 5, 2, 17, 17)
     """
     blocks = _encoder_blocks(model)
+    config = vit_config(model)
+    if not config.class_token:
+        raise ValueError(
+            "Attention maps are read from the class token's row, and "
+            f"{model.name!r} has no class token (it pools with "
+            f"{config.pooling!r})."
+        )
+    # The class token and the patches; registers and the distillation
+    # token are left out of the pictures.
+    first = config.num_prefix_tokens
+    patches = config.grid_size[0] * config.grid_size[1]
+    keep = np.r_[0, first : first + patches]
     images = np.asarray(images, dtype="float32")
     expected = tuple(model.input_shape[1:])
     if images.ndim != 4 or images.shape[1:] != expected:
@@ -82,7 +100,8 @@ def attention_maps(model, images, batch_size=32):
         weights = []
         for block in blocks:
             x, w = block(x, training=False, return_attention_scores=True)
-            weights.append(ops.convert_to_numpy(ops.cast(w, "float32")))
+            w = ops.convert_to_numpy(ops.cast(w, "float32"))
+            weights.append(w[..., keep[:, None], keep[None, :]])
         chunks.append(np.stack(weights))  # (depth, b, heads, N+1, N+1)
     return np.concatenate(chunks, axis=1)
 

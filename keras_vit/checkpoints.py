@@ -24,6 +24,7 @@ import zlib
 
 import numpy as np
 
+from keras_vit.layers import AttentionPooling
 from keras_vit.layers import TransformerEncoderBlock
 from keras_vit.layers.position_embedding import resize_position_embedding
 
@@ -151,15 +152,26 @@ def _from_timm(state, num_heads):
     out = {}
     conv = state.pop("patch_embed.proj.weight")  # (D, C, p, p)
     out["embedding/kernel"] = conv.transpose(2, 3, 1, 0)
-    out["embedding/bias"] = state.pop("patch_embed.proj.bias")
-    if "cls_token" in state:
-        out["cls"] = state.pop("cls_token")
+    # CLIP's patch embedding has no bias (a LayerNorm follows it).
+    out["embedding/bias"] = state.pop(
+        "patch_embed.proj.bias", np.zeros(conv.shape[0], conv.dtype)
+    )
+    for timm_key, key in _TIMM_TOKENS:
+        if timm_key in state:
+            out[key] = state.pop(timm_key)
     out["Transformer/posembed_input/pos_embedding"] = state.pop("pos_embed")
+    if "norm_pre.weight" in state:
+        out["Transformer/pre_norm/scale"] = state.pop("norm_pre.weight")
+        out["Transformer/pre_norm/bias"] = state.pop("norm_pre.bias")
     blocks = _block_indices(state, r"blocks\.(\d+)\.")
     for i in blocks:
         b, p = f"blocks.{i}.", _BLOCK.format(i)
         out[p + "LayerNorm_0/scale"] = state.pop(b + "norm1.weight")
         out[p + "LayerNorm_0/bias"] = state.pop(b + "norm1.bias")
+        for r in (0, 1):
+            gamma = state.pop(b + f"ls{r + 1}.gamma", None)
+            if gamma is not None:
+                out[p + f"LayerScale_{r}/scale"] = gamma
         qkv_w = np.split(state.pop(b + "attn.qkv.weight"), 3, axis=0)
         qkv_b = np.split(state.pop(b + "attn.qkv.bias"), 3, axis=0)
         for name, w, bias in zip(("query", "key", "value"), qkv_w, qkv_b):
@@ -186,10 +198,49 @@ def _from_timm(state, num_heads):
         )
     out["Transformer/encoder_norm/scale"] = state.pop("norm.weight")
     out["Transformer/encoder_norm/bias"] = state.pop("norm.bias")
-    if "head.weight" in state:
-        out["head/kernel"] = state.pop("head.weight").T
-        out["head/bias"] = state.pop("head.bias")
+    if "attn_pool.latent" in state:
+        out.update(_map_head_from_timm(state, num_heads))
+    for name in ("head", "head_dist"):
+        if f"{name}.weight" in state:
+            out[f"{name}/kernel"] = state.pop(f"{name}.weight").T
+            out[f"{name}/bias"] = state.pop(f"{name}.bias")
     out.update(state)  # Whatever is left is reported as unexpected.
+    return out
+
+
+# timm's extra tokens and their names here (big_vision's for registers).
+_TIMM_TOKENS = (
+    ("cls_token", "cls"),
+    ("dist_token", "dist"),
+    ("reg_token", "reg"),
+)
+_MAP = "MAPHead_0/"
+
+
+def _map_head_from_timm(state, num_heads):
+    """timm's `attn_pool` (SigLIP's MAP head) in big_vision's names."""
+    out = {_MAP + "probe": state.pop("attn_pool.latent")}
+    m = _MAP + "MultiHeadDotProductAttention_0/"
+    query = state.pop("attn_pool.q.weight")
+    out[m + "query/kernel"] = _split_heads_in(query, num_heads)
+    out[m + "query/bias"] = state.pop("attn_pool.q.bias").reshape(num_heads, -1)
+    key, value = np.split(state.pop("attn_pool.kv.weight"), 2, axis=0)
+    key_bias, value_bias = np.split(state.pop("attn_pool.kv.bias"), 2)
+    for name, w, bias in (("key", key, key_bias), ("value", value, value_bias)):
+        out[m + f"{name}/kernel"] = _split_heads_in(w, num_heads)
+        out[m + f"{name}/bias"] = bias.reshape(num_heads, -1)
+    proj = state.pop("attn_pool.proj.weight")
+    out[m + "out/kernel"] = proj.T.reshape(num_heads, -1, proj.shape[0])
+    out[m + "out/bias"] = state.pop("attn_pool.proj.bias")
+    out[_MAP + "LayerNorm_0/scale"] = state.pop("attn_pool.norm.weight")
+    out[_MAP + "LayerNorm_0/bias"] = state.pop("attn_pool.norm.bias")
+    for r, fc in ((0, "fc1"), (1, "fc2")):
+        out[_MAP + f"MlpBlock_0/Dense_{r}/kernel"] = state.pop(
+            f"attn_pool.mlp.{fc}.weight"
+        ).T
+        out[_MAP + f"MlpBlock_0/Dense_{r}/bias"] = state.pop(
+            f"attn_pool.mlp.{fc}.bias"
+        )
     return out
 
 
@@ -311,13 +362,24 @@ def model_layout(model):
     layout["embedding/bias"] = embed.bias
     if "class_token" in names:
         layout["cls"] = model.get_layer("class_token").token
+    if "distillation_token" in names:
+        layout["dist"] = model.get_layer("distillation_token").token
+    if "register_tokens" in names:
+        layout["reg"] = model.get_layer("register_tokens").tokens
     layout["Transformer/posembed_input/pos_embedding"] = model.get_layer(
         "position_embedding"
     ).embedding
+    if "pre_norm" in names:
+        norm = model.get_layer("pre_norm")
+        layout["Transformer/pre_norm/scale"] = norm.gamma
+        layout["Transformer/pre_norm/bias"] = norm.beta
     for i, block in enumerate(_blocks(model)):
         p = _BLOCK.format(i)
         layout[p + "LayerNorm_0/scale"] = block.attention_norm.gamma
         layout[p + "LayerNorm_0/bias"] = block.attention_norm.beta
+        if block.layer_scale is not None:
+            layout[p + "LayerScale_0/scale"] = block.attention_scale.gamma
+            layout[p + "LayerScale_1/scale"] = block.mlp_scale.gamma
         attention = block.attention
         for name in ("query", "key", "value", "output"):
             m = p + "MultiHeadDotProductAttention_1/"
@@ -332,11 +394,29 @@ def model_layout(model):
     norm = model.get_layer("encoder_norm")
     layout["Transformer/encoder_norm/scale"] = norm.gamma
     layout["Transformer/encoder_norm/bias"] = norm.beta
-    for top in ("pre_logits", "head"):
+    pooling = model.get_layer("pooling")
+    if isinstance(pooling, AttentionPooling):
+        layout.update(_map_head_layout(pooling))
+    for top in ("pre_logits", "head", "head_dist"):
         if top in names:
             dense = model.get_layer(top)
             layout[f"{top}/kernel"] = dense.kernel
             layout[f"{top}/bias"] = dense.bias
+    return layout
+
+
+def _map_head_layout(pooling):
+    m = _MAP + "MultiHeadDotProductAttention_0/"
+    layout = {_MAP + "probe": pooling.probe}
+    for name in ("query", "key", "value", "output"):
+        key = m + ("out/" if name == "output" else f"{name}/")
+        layout[key + "kernel"] = getattr(pooling, f"{name}_kernel")
+        layout[key + "bias"] = getattr(pooling, f"{name}_bias")
+    layout[_MAP + "LayerNorm_0/scale"] = pooling.norm.gamma
+    layout[_MAP + "LayerNorm_0/bias"] = pooling.norm.beta
+    for r, dense in enumerate((pooling.mlp.dense_0, pooling.mlp.dense_1)):
+        layout[_MAP + f"MlpBlock_0/Dense_{r}/kernel"] = dense.kernel
+        layout[_MAP + f"MlpBlock_0/Dense_{r}/bias"] = dense.bias
     return layout
 
 
@@ -472,10 +552,13 @@ def checkpoint_config(checkpoint, num_heads=None):
             _BLOCK.format(0) + "MultiHeadDotProductAttention_1/query/kernel"
         ]
         heads = int(query.shape[1])
-    prefix = 1 if "cls" in arrays else 0
+    family = _family_options(arrays, source)
+    prefix = family["_position_prefix"]
     side = int(round((positions.shape[-2] - prefix) ** 0.5))
     head = arrays.get("head/kernel")
+    family.pop("_position_prefix")
     return {
+        **family,
         "patch_size": patch,
         "hidden_dim": hidden,
         "depth": depth,
@@ -485,6 +568,53 @@ def checkpoint_config(checkpoint, num_heads=None):
         "channels": channels,
         "num_classes": 0 if head is None else int(head.shape[-1]),
         "representation_size": representation_size(raw),
+    }
+
+
+def family_options(checkpoint):
+    """The architecture options a checkpoint's arrays hold.
+
+    Returns:
+        A dict of `ViTConfig` fields: `class_token`, `distillation_token`,
+        `num_registers`, `class_token_position`, `layer_scale` (its usual
+        initial value when the file has LayerScale factors, else `None`),
+        `pre_norm` and `pooling` (`"map"` for an attention-pooling head,
+        else `None`: the caller's choice).
+    """
+    raw, source = _arrays(checkpoint)
+    options = _family_options(to_npz_layout(raw, 1), source)
+    options.pop("_position_prefix")
+    return options
+
+
+def _family_options(arrays, source):
+    tokens = int("cls" in arrays) + int("dist" in arrays)
+    registers = arrays.get("reg")
+    positions = arrays.get("Transformer/posembed_input/pos_embedding")
+    rows = 0 if positions is None else int(positions.shape[-2])
+
+    def square(n):
+        return n > 0 and int(round(n**0.5)) ** 2 == n
+
+    # The position embedding covers the class (and distillation) token,
+    # or, as with DINOv2's registers, the patches only.
+    on_tokens = tokens > 0 and square(rows - tokens)
+    if positions is not None and not on_tokens and not square(rows):
+        raise CheckpointError(
+            f"{source} has a position embedding of {rows} rows, which is no "
+            f"square patch grid with or without its {tokens} prefix tokens."
+        )
+    return {
+        "class_token": "cls" in arrays,
+        "distillation_token": "dist" in arrays,
+        "num_registers": 0 if registers is None else int(registers.shape[1]),
+        "class_token_position": on_tokens or tokens == 0,
+        "layer_scale": (
+            1e-5 if _BLOCK.format(0) + "LayerScale_0/scale" in arrays else None
+        ),
+        "pre_norm": "Transformer/pre_norm/scale" in arrays,
+        "pooling": "map" if _MAP + "probe" in arrays else None,
+        "_position_prefix": tokens if on_tokens else 0,
     }
 
 
@@ -550,7 +680,7 @@ def settings_beside(path):
     return {"config": config, "transform": transform}
 
 
-def load_weights(model, checkpoint, resize_method="bilinear"):
+def load_weights(model, checkpoint, resize_method=None):
     """Loads a pretrained ViT checkpoint into a `build_vit` model.
 
     The whole checkpoint is converted and checked before any weight is
@@ -566,9 +696,13 @@ def load_weights(model, checkpoint, resize_method="bilinear"):
       `adapt_input_conv`): one channel from RGB sums the RGB kernels; N
       channels repeat the checkpoint's and rescale them (reported).
     - A position embedding for another patch grid is resized over the grid
-      (`resize_method`, `"bilinear"` by default with half-pixel centres, as
-      timm loads these files; or `"bicubic"`); the class-token row is kept.
-      The checkpoint's grid must be square; the model's may not be.
+      as timm resamples the same file: a timm `.safetensors` file with
+      PyTorch's antialiased bicubic filter (timm's `resample_abs_pos_embed`),
+      an `.npz` or Hugging Face file bilinearly with half-pixel centres
+      (timm's `.npz` loader); `resize_method="bilinear"` or `"bicubic"`
+      chooses Keras' filter without antialiasing instead. The class-token
+      row is kept. The checkpoint's grid must be square; the model's may
+      not be.
     - A missing weight, an unexpected one, or a shape that differs raises
       `CheckpointError` naming the key and both shapes.
 
@@ -577,26 +711,30 @@ def load_weights(model, checkpoint, resize_method="bilinear"):
         checkpoint: str. A `.npz` (original or AugReg layout) or
             `.safetensors` (timm or Hugging Face transformers) file; or the
             dict of arrays `read_checkpoint` returned for one.
-        resize_method: `"bilinear"` or `"bicubic"`. Defaults to
-            `"bilinear"`.
+        resize_method: `None` (as timm, above), `"bilinear"` or
+            `"bicubic"`. Defaults to `None`.
 
     Returns:
         A dict: `loaded` (list of names), `skipped` (`{name: reason}`),
         `resized` (`{name: [old_shape, new_shape]}`) and `adapted`
         (`{name: [checkpoint_channels, model_channels]}`).
     """
-    if resize_method not in ("bilinear", "bicubic"):
+    if resize_method not in (None, "bilinear", "bicubic"):
         raise ValueError(
-            "`resize_method` must be 'bilinear' or 'bicubic'. "
+            "`resize_method` must be None, 'bilinear' or 'bicubic'. "
             f"Received: resize_method={resize_method!r}"
         )
     layout = model_layout(model)
     raw, source = _arrays(checkpoint)
+    antialias = False
+    if resize_method is None:
+        antialias = "patch_embed.proj.weight" in raw  # timm's layout
+        resize_method = "bicubic" if antialias else "bilinear"
     arrays = to_npz_layout(raw, _num_heads(model))
     report = {"loaded": [], "skipped": {}, "resized": {}, "adapted": {}}
     assignments, problems = [], []
 
-    for key in ("head", "pre_logits"):
+    for key in ("head", "head_dist", "pre_logits"):
         kernel = arrays.get(f"{key}/kernel")
         if kernel is None:
             # A backbone-only checkpoint: the model's layer keeps its
@@ -634,11 +772,11 @@ def load_weights(model, checkpoint, resize_method="bilinear"):
             array, adapted = _fit_patch_kernel(model, array, target)
             if adapted:
                 report["adapted"][name] = adapted
-        if name == "cls" and array.ndim == 1:
+        if name in ("cls", "dist") and array.ndim == 1:
             array = array.reshape(target)
         if name.endswith("pos_embedding") and array.shape != target:
             array, resized = _resize_positions(
-                model, array, target, resize_method
+                model, array, target, resize_method, antialias
             )
             if resized:
                 report["resized"][name] = [list(resized), list(target)]
@@ -703,7 +841,7 @@ def _fit_patch_kernel(model, array, target):
     return adapted.reshape(target), [int(array.shape[2]), int(channels)]
 
 
-def _resize_positions(model, array, target, method):
+def _resize_positions(model, array, target, method, antialias=False):
     """Resizes a position table to the model's grid, if it is a grid."""
     layer = model.get_layer("position_embedding")
     prefix = layer.num_prefix_tokens
@@ -717,7 +855,12 @@ def _resize_positions(model, array, target, method):
     if grid is None:
         grid = (int(round((target[1] - prefix) ** 0.5)),) * 2
     resized = resize_position_embedding(
-        array, (side, side), grid, num_prefix_tokens=prefix, method=method
+        array,
+        (side, side),
+        grid,
+        num_prefix_tokens=prefix,
+        method=method,
+        antialias=antialias,
     )
     return resized, array.shape
 

@@ -26,6 +26,34 @@ from keras_vit.command import transform_options
 from keras_vit.recipes import MODEL_KEYS
 
 
+def _architecture_flags(parser):
+    """One flag per `keras_vit.config.ARCHITECTURE_OPTIONS` entry, typed by
+    the configuration field's default (standard library only)."""
+    from keras_vit.config import ARCHITECTURE_OPTIONS
+    from keras_vit.config import CHOICES
+    from keras_vit.config import option_defaults
+
+    defaults = option_defaults()
+    for key, help_text in ARCHITECTURE_OPTIONS.items():
+        flag = "--" + key.replace("_", "-")
+        default = defaults[key]
+        if key in CHOICES:
+            parser.add_argument(flag, choices=CHOICES[key], help=help_text)
+        elif isinstance(default, bool):
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        elif key == "num_registers":
+            parser.add_argument(flag, type=_non_negative_int, help=help_text)
+        elif default is None or isinstance(default, float):
+            parser.add_argument(flag, type=_positive_float, help=help_text)
+        else:
+            parser.add_argument(flag, type=_positive_int, help=help_text)
+
+
 def _number(convert, valid, expected):
     """An argparse type: `convert(text)` that must satisfy `valid`."""
 
@@ -46,6 +74,7 @@ def _number(convert, valid, expected):
 _positive_int = _number(int, lambda v: v > 0, "a positive integer")
 _rate = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 _positive_float = _number(float, lambda v: v > 0, "a positive number")
+_non_negative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
 
 
 def _add_data_arguments(parser):
@@ -99,7 +128,6 @@ def build_parser():
     from keras_vit.recipes import AUGMENTATIONS
     from keras_vit.recipes import PRECISIONS
     from keras_vit.recipes import STRATEGIES
-    from keras_vit.recipes import TOKENIZERS
     from keras_vit.variants import VARIANTS
 
     parser = Parser(
@@ -148,38 +176,15 @@ def build_parser():
         action="store_true",
         help="with --weights: train only the new head (a linear probe)",
     )
+    _architecture_flags(train)
     for flag, help_text in (
         ("--image-size", "image side in pixels"),
-        ("--patch-size", "patch side in pixels"),
-        ("--hidden-dim", "token width"),
-        ("--depth", "number of encoder blocks"),
-        ("--num-heads", "attention heads"),
-        ("--mlp-dim", "MLP hidden width"),
         ("--epochs", "training epochs"),
         ("--batch-size", "global batch size"),
         ("--warmup-epochs", "epochs of linear learning-rate warm-up"),
         ("--patience", "stop after this many epochs without improvement"),
     ):
         train.add_argument(flag, type=_positive_int, help=help_text)
-    train.add_argument(
-        "--tokenizer",
-        choices=TOKENIZERS,
-        help="patch (the ViT's), shifted_patch (Shifted Patch Tokenization) "
-        "or conv (convolutional tokenizer); default: conv below 100,000 "
-        "images, else patch",
-    )
-    train.add_argument(
-        "--pooling",
-        choices=("token", "gap", "sequence"),
-        help="class token, average, or sequence (attention) pooling; "
-        "default: sequence below 100,000 images, else token",
-    )
-    train.add_argument(
-        "--locality-attention",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="Locality Self-Attention in every block (default off)",
-    )
     train.add_argument("--dropout", type=_rate, help="default from the recipe")
     train.add_argument("--drop-path-rate", type=_rate, default=0.0)
     train.add_argument("--lr", type=_positive_float, help="peak learning rate")
@@ -592,10 +597,12 @@ def _finetune_config(args, native, examples):
     from keras_vit.model import read_pretrained
     from keras_vit.recipes import choose_finetune_recipe
 
+    # --num-heads: for a file whose head count its arrays cannot say;
+    # --activation: a file cannot say it either (OpenAI CLIP's QuickGELU).
     given = [
         "--" + k.replace("_", "-")
         for k in _ARCHITECTURE_FLAGS
-        if getattr(args, k) is not None and k != "num_heads"
+        if getattr(args, k) is not None and k not in ("num_heads", "activation")
     ]
     if given:
         raise UsageError(
@@ -618,17 +625,20 @@ def _finetune_config(args, native, examples):
     config.update(overrides)
     if overrides:
         reason += "; given: " + ", ".join(sorted(overrides))
+    from keras_vit.config import option_defaults
+
+    # The checkpoint's architecture as the run records it: its dimensions
+    # and family options (registers, LayerScale, attention pooling, ...).
     arch = checkpoint["config"]
     config.update(
-        {k: arch[k] for k in ("patch_size", "hidden_dim", "depth")},
-        num_heads=arch["num_heads"],
-        mlp_dim=arch["mlp_dim"],
+        option_defaults(),
+        **{k: arch[k] for k in MODEL_KEYS if arch.get(k) is not None},
         tokenizer="patch",
-        pooling="token",
-        locality_attention=False,
         weights=checkpoint["source"],
         freeze_backbone=args.freeze_backbone,
     )
+    if args.activation:
+        config["activation"] = args.activation
     return checkpoint, config, reason
 
 
@@ -644,10 +654,12 @@ def _finetune_model(checkpoint, data, config, args):
         drop_path_rate=args.drop_path_rate,
         class_names=[str(n) for n in data.class_names],
         progress=not args.quiet,
+        **({"activation": args.activation} if args.activation else {}),
     )
     if args.freeze_backbone:
         for layer in model.layers:
-            layer.trainable = layer.name == "head"
+            # The new heads: DeiT's distilled models have two.
+            layer.trainable = layer.name in ("head", "head_dist")
     if not args.quiet:
         resized = report["resized"].get(
             "Transformer/posembed_input/pos_embedding"

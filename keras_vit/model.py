@@ -1,37 +1,33 @@
 """`build_vit`: the Vision Transformer as a functional Keras model."""
 
+import dataclasses
 import os
 
 import keras
 
 from keras_vit import checkpoints
 from keras_vit import presets
+from keras_vit.activations import resolve_activation
+from keras_vit.config import ViTConfig
+from keras_vit.layers import AttentionPooling
 from keras_vit.layers import ClassifierHead
 from keras_vit.layers import ClassToken
 from keras_vit.layers import ConvTokenizer
 from keras_vit.layers import PatchEmbedding
 from keras_vit.layers import PatchExtractor
 from keras_vit.layers import PositionEmbedding
+from keras_vit.layers import RegisterTokens
 from keras_vit.layers import SequencePooling
 from keras_vit.layers import ShiftedPatchExtractor
 from keras_vit.layers import TokenPooling
 from keras_vit.layers import TransformerEncoderBlock
-from keras_vit.layers._utils import check_positive_int
-from keras_vit.layers._utils import check_rate
-from keras_vit.layers._utils import normalize_pair
 from keras_vit.layers.classifier_head import check_class_names
-from keras_vit.recipes import TOKENIZERS
 from keras_vit.variants import decode_variant
 
 # Used when neither a variant nor an explicit value is given: ViT-B/16.
 _DEFAULTS = decode_variant("B/16")
-_POOLINGS = ("token", "gap", "sequence")
 _WEIGHT_FORMATS = (".npz", ".safetensors", ".weights.h5")
 _DIM_KEYS = ("patch_size", "hidden_dim", "depth", "num_heads", "mlp_dim")
-
-
-def _check_optional_positive_int(value, name):
-    return None if value is None else check_positive_int(value, name)
 
 
 def build_vit(
@@ -60,8 +56,19 @@ def build_vit(
     name=None,
     progress=True,
     class_names=None,
+    activation=None,
+    class_token=None,
+    distillation_token=None,
+    num_registers=None,
+    class_token_position=None,
+    layer_scale=None,
+    pre_norm=None,
 ):
     """Builds a Vision Transformer (Dosovitskiy et al., 2021).
+
+    What it does: resolve a preset (`_resolve_preset`), make the checked
+    configuration (`make_config`, a `keras_vit.ViTConfig`), assemble the
+    graph (`assemble`) and load the weights.
 
     The model is a plain functional `keras.Model`: images are split into
     patches (`patch_extractor`), each patch is embedded linearly
@@ -106,10 +113,11 @@ def build_vit(
             features (after `pre_logits` if present) instead of the head.
             Defaults to `True`.
         pooling: `"token"` (read the class token), `"gap"` (average the
-            patch tokens, without the class token) or `"sequence"`
+            patch tokens, without the class token), `"sequence"`
             (`SequencePooling`: a learned softmax weighting of all tokens,
-            as in Compact Convolutional Transformers). Defaults to
-            `"token"`.
+            as in Compact Convolutional Transformers) or `"map"`
+            (`AttentionPooling`: one learned query attends to all tokens, as
+            in SigLIP). Defaults to `"token"`.
         representation_size: int or `None`. Width of a tanh Dense layer
             (`pre_logits`) before the head, as in the original ImageNet-21k
             models. Defaults to `None` (no such layer).
@@ -161,6 +169,29 @@ def build_vit(
         class_names: list of str, or `None`. Names of the classes, kept in
             the model file (the head is then a `ClassifierHead`; read them
             back with `keras_vit.class_names(model)`). Defaults to `None`.
+        activation: `"gelu"`, `"gelu_approximate"` or `"quick_gelu"`
+            (OpenAI's CLIP): the MLPs' activation. Defaults to `None`: the
+            preset's, else GELU (`approximate_gelu` says which form).
+
+        The family options below default to `None`: what the checkpoint
+        (`weights`) holds, else off. See `keras_vit.ViTConfig`.
+
+        class_token: bool. Prepend a learned class token (`class_token`).
+            `False` for SigLIP, which pools by attention.
+        distillation_token: bool. DeiT's distillation token after the class
+            token (`distillation_token`), read by a second head
+            (`head_dist`); the two heads are averaged (`head_average`), and
+            without a head the two tokens' features.
+        num_registers: int. Register tokens after the class token
+            (`register_tokens`, DINOv2 "reg"), without position embedding.
+        class_token_position: bool. Whether the position embedding has
+            rows for the class/distillation token (`True`, the ViT's) or the
+            patches only (`False`, DINOv2 with registers).
+        layer_scale: float. A learned per-channel scale on both residual
+            branches of every block, started at this value (DINOv2,
+            DeiT III).
+        pre_norm: bool. A LayerNorm (`pre_norm`) between the embeddings and
+            the first block (CLIP).
 
     Returns:
         A `keras.Model` mapping `(batch, height, width, channels)` images to
@@ -177,192 +208,338 @@ def build_vit(
     >>> build_vit("Ti/16", num_classes=10).count_params()
     5526346
     """
-    preset = None
-    if isinstance(weights, str) and presets.is_preset(weights):
-        preset = presets.get_preset(weights)
-        if variant is None:
-            variant = preset.variant
-        elif variant != preset.variant:
-            raise ValueError(
-                f"The checkpoint {weights!r} is a {preset.variant} model. "
-                f"Received: variant={variant!r}"
-            )
-        if image_size is None:
-            image_size = preset.image_size
-        if num_classes is None and class_names is None and preset.num_classes:
-            num_classes = preset.num_classes
-            # An ImageNet-1k head keeps its names in the model file.
-            class_names = presets.preset_labels(weights)
-    if image_size is None:
-        image_size = 224
-    dims = dict(_DEFAULTS)
-    if variant is not None:
-        dims = decode_variant(variant)
-    overrides = {
-        "patch_size": patch_size,
-        "hidden_dim": hidden_dim,
-        "depth": depth,
-        "num_heads": num_heads,
-        "mlp_dim": mlp_dim,
-    }
-    dims.update({k: v for k, v in overrides.items() if v is not None})
-
-    image_size = normalize_pair(image_size, "image_size")
-    patch_size = normalize_pair(dims["patch_size"], "patch_size")
-    hidden_dim = check_positive_int(dims["hidden_dim"], "hidden_dim")
-    depth = check_positive_int(dims["depth"], "depth")
-    num_heads = check_positive_int(dims["num_heads"], "num_heads")
-    mlp_dim = check_positive_int(dims["mlp_dim"], "mlp_dim")
-    channels = check_positive_int(channels, "channels")
-    representation_size = _check_optional_positive_int(
-        representation_size, "representation_size"
+    options = dict(
+        activation=activation,
+        class_token=class_token,
+        distillation_token=distillation_token,
+        num_registers=num_registers,
+        class_token_position=class_token_position,
+        layer_scale=layer_scale,
+        pre_norm=pre_norm,
     )
-    dropout = check_rate(dropout, "dropout")
-    attention_dropout = check_rate(attention_dropout, "attention_dropout")
-    drop_path_rate = check_rate(drop_path_rate, "drop_path_rate")
-    if image_size[0] % patch_size[0] or image_size[1] % patch_size[1]:
-        raise ValueError(
-            "`image_size` must be divisible by `patch_size`. "
-            f"Received: image_size={image_size}, patch_size={patch_size}"
-        )
-    if hidden_dim % num_heads:
-        raise ValueError(
-            "`hidden_dim` must be divisible by `num_heads`. "
-            f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
-        )
-    if tokenizer not in TOKENIZERS:
-        raise ValueError(
-            f"`tokenizer` must be one of {TOKENIZERS}. "
-            f"Received: tokenizer={tokenizer!r}"
-        )
-    if tokenizer == "conv" and (
-        patch_size[0] != patch_size[1]
-        or patch_size[0] & (patch_size[0] - 1)
-        or patch_size[0] < 2
-    ):
-        raise ValueError(
-            '`tokenizer="conv"` needs a square patch size that is a power of '
-            f"two (2, 4, 8, ...). Received: patch_size={patch_size}"
-        )
-    if not isinstance(locality_attention, bool):
-        raise TypeError(
-            "`locality_attention` must be a bool. "
-            f"Received: locality_attention={locality_attention!r}"
-        )
-    if pooling not in _POOLINGS:
-        raise ValueError(
-            f"`pooling` must be one of {_POOLINGS}. "
-            f"Received: pooling={pooling!r}"
-        )
-    if not isinstance(include_top, bool):
-        raise TypeError(
-            "`include_top` must be a bool. "
-            f"Received: include_top={include_top!r}"
-        )
-    if class_names is not None:
-        if num_classes is None and not isinstance(class_names, str):
-            num_classes = len(class_names)
-        class_names = check_class_names(class_names, num_classes)
-    checkpoint = None
-    headless = preset is not None and not preset.num_classes
+    preset, variant, image_size, num_classes, class_names = _resolve_preset(
+        weights, variant, image_size, num_classes, class_names
+    )
     if preset is not None:
-        if tokenizer != "patch":
-            raise ValueError(
-                "Pretrained checkpoints use the patch tokenizer. Received: "
-                f"weights={weights!r} with tokenizer={tokenizer!r}"
+        for key, value in preset.architecture.items():
+            if key in options and options[key] is None:
+                options[key] = value
+        if layer_norm_epsilon == _DEFAULT_EPSILON:
+            layer_norm_epsilon = preset.architecture.get(
+                "layer_norm_epsilon", layer_norm_epsilon
             )
-        weights = presets.preset_path(weights, progress=progress)
-    if weights is not None:
-        _check_weights_path(weights)
-        if tokenizer != "patch":
-            raise ValueError(
-                "Pretrained checkpoints use the patch tokenizer. Received: "
-                f"weights={os.fspath(weights)!r} with tokenizer={tokenizer!r}"
-            )
-        if not os.fspath(weights).endswith(".weights.h5"):
-            # Read once: checkpoints of large variants run to gigabytes.
-            checkpoint = checkpoints.read_checkpoint(weights)
-            if representation_size is None:
-                representation_size = checkpoints.representation_size(
-                    checkpoint
-                )
-            headless = headless or not checkpoints.has_head(checkpoint)
-    if num_classes is None and headless:
-        # A backbone-only checkpoint: its features, not a head of zeros.
-        include_top = False
-    if num_classes is None:
-        num_classes = 1000
-    if include_top:
-        num_classes = check_positive_int(num_classes, "num_classes")
-    grid = (image_size[0] // patch_size[0], image_size[1] // patch_size[1])
-    if name is None:
-        name = (
-            "vit"
-            if variant is None
-            else "vit_" + variant.lower().replace("/", "")
-        )
-
-    images = keras.Input(shape=(*image_size, channels), name="images")
-    if tokenizer == "conv":
-        x = ConvTokenizer(
-            hidden_dim,
-            num_layers=patch_size[0].bit_length() - 1,
-            name="conv_tokenizer",
-        )(images)
-    elif tokenizer == "shifted_patch":
-        x = ShiftedPatchExtractor(patch_size, name="patch_extractor")(images)
-        x = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, name="patch_norm"
-        )(x)
-        x = PatchEmbedding(hidden_dim, name="patch_embedding")(x)
-    else:
-        x = PatchExtractor(patch_size, name="patch_extractor")(images)
-        x = PatchEmbedding(hidden_dim, name="patch_embedding")(x)
-    x = ClassToken(name="class_token")(x)
-    x = PositionEmbedding(grid_size=grid, name="position_embedding")(x)
-    x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
-    for i in range(depth):
-        block_rate = drop_path_rate * i / (depth - 1) if depth > 1 else 0.0
-        x = TransformerEncoderBlock(
-            num_heads=num_heads,
-            mlp_dim=mlp_dim,
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            drop_path_rate=block_rate,
-            layer_norm_epsilon=layer_norm_epsilon,
-            approximate_gelu=approximate_gelu,
-            locality_attention=locality_attention,
-            name=f"encoder_block_{i}",
-        )(x)
-    x = keras.layers.LayerNormalization(
-        epsilon=layer_norm_epsilon, name="encoder_norm"
-    )(x)
-    if pooling == "sequence":
-        x = SequencePooling(name="pooling")(x)
-    else:
-        x = TokenPooling(pooling, name="pooling")(x)
-    if representation_size is not None:
-        x = keras.layers.Dense(
-            representation_size, activation="tanh", name="pre_logits"
-        )(x)
-    if include_top:
-        # Logits in float32 keep the loss stable under mixed precision.
-        head = dict(
-            activation=classifier_activation,
-            kernel_initializer="zeros",
-            dtype=_head_dtype(),
-            name="head",
-        )
-        if class_names is None:
-            x = keras.layers.Dense(num_classes, **head)(x)
-        else:
-            x = ClassifierHead(num_classes, class_names=class_names, **head)(x)
-    model = keras.Model(images, x, name=name)
+        if pooling == "token":
+            pooling = preset.architecture.get("pooling", pooling)
+    dims = _dimensions(
+        variant,
+        patch_size=patch_size,
+        hidden_dim=hidden_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_dim=mlp_dim,
+    )
+    config_args = dict(
+        image_size=224 if image_size is None else image_size,
+        channels=channels,
+        **dims,
+        include_top=include_top,
+        pooling=pooling,
+        representation_size=representation_size,
+        dropout=dropout,
+        attention_dropout=attention_dropout,
+        drop_path_rate=drop_path_rate,
+        layer_norm_epsilon=layer_norm_epsilon,
+        classifier_activation=classifier_activation,
+        tokenizer=tokenizer,
+        locality_attention=locality_attention,
+        name=name or _default_name(variant),
+    )
+    activation = resolve_activation(options.pop("activation"), approximate_gelu)
+    config_args.update(activation=activation)
+    # Checked before any download: a wrong argument fails at once.
+    make_config(config_args, options, num_classes, class_names, None)
+    checkpoint, weights = _read_weights(weights, preset, tokenizer, progress)
+    config = make_config(
+        config_args, options, num_classes, class_names, checkpoint, preset
+    )
+    model = assemble(config)
     if checkpoint is not None:
         checkpoints.load_weights(model, checkpoint)
     elif weights is not None:
         model.load_weights(os.fspath(weights))
     return model
+
+
+_DEFAULT_EPSILON = 1e-6
+
+
+def _default_name(variant):
+    return (
+        "vit" if variant is None else "vit_" + variant.lower().replace("/", "")
+    )
+
+
+def _resolve_preset(weights, variant, image_size, num_classes, class_names):
+    """A preset's variant, image size, classes and class names as defaults."""
+    if not (isinstance(weights, str) and presets.is_preset(weights)):
+        return None, variant, image_size, num_classes, class_names
+    preset = presets.get_preset(weights)
+    if variant is None:
+        variant = preset.variant
+    elif variant != preset.variant:
+        raise ValueError(
+            f"The checkpoint {weights!r} is a {preset.variant} model. "
+            f"Received: variant={variant!r}"
+        )
+    if image_size is None:
+        image_size = preset.image_size
+    if num_classes is None and class_names is None and preset.num_classes:
+        num_classes = preset.num_classes
+        # An ImageNet-1k head keeps its names in the model file.
+        class_names = presets.preset_labels(weights)
+    return preset, variant, image_size, num_classes, class_names
+
+
+def _dimensions(variant, **overrides):
+    """The variant's (or B/16's) dimensions with the explicit ones on top."""
+    dims = dict(_DEFAULTS) if variant is None else decode_variant(variant)
+    dims.update({k: v for k, v in overrides.items() if v is not None})
+    return dims
+
+
+def _read_weights(weights, preset, tokenizer, progress):
+    """`(arrays or None, path or None)`: a preset downloaded, a file read."""
+    if weights is None:
+        return None, None
+    shown = weights
+    if preset is not None:
+        weights = presets.preset_path(weights, progress=progress)
+    else:
+        _check_weights_path(weights)
+        shown = os.fspath(weights)
+    if tokenizer != "patch":
+        raise ValueError(
+            "Pretrained checkpoints use the patch tokenizer. Received: "
+            f"weights={shown!r} with tokenizer={tokenizer!r}"
+        )
+    if os.fspath(weights).endswith(".weights.h5"):
+        return None, weights
+    # Read once: checkpoints of large variants run to gigabytes.
+    return checkpoints.read_checkpoint(weights), weights
+
+
+def make_config(
+    args, options, num_classes, class_names, checkpoint, preset=None
+):
+    """The `ViTConfig` of `build_vit`'s arguments and a checkpoint's arrays.
+
+    `options` are the family options (`None`: the checkpoint's, else off);
+    a checkpoint also gives `representation_size` when not given, and a
+    checkpoint or preset without a head and no `num_classes` give the
+    features (`include_top=False`).
+    """
+    args = dict(args)
+    found = {}
+    if checkpoint is not None:
+        found = checkpoints.family_options(checkpoint)
+        if args["representation_size"] is None:
+            args["representation_size"] = checkpoints.representation_size(
+                checkpoint
+            )
+        if args["pooling"] == "token" and found.get("pooling"):
+            args["pooling"] = found["pooling"]
+    for key, value in options.items():
+        args[key] = (
+            found.get(key, _OPTION_DEFAULTS[key]) if value is None else value
+        )
+    headless = (preset is not None and not preset.num_classes) or (
+        checkpoint is not None and not checkpoints.has_head(checkpoint)
+    )
+    if class_names is not None and num_classes is None:
+        if not isinstance(class_names, str):
+            num_classes = len(class_names)
+    if num_classes is None and headless:
+        # A backbone-only checkpoint: its features, not a head of zeros.
+        args["include_top"] = False
+    if num_classes is None:
+        num_classes = 1000
+    if not args["include_top"]:
+        # The head is not built; its class count is only kept when valid.
+        num_classes = num_classes if _is_count(num_classes) else None
+        if class_names is not None and num_classes is not None:
+            check_class_names(class_names, num_classes)
+            class_names = None
+    return ViTConfig(**args, num_classes=num_classes, class_names=class_names)
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+_OPTION_DEFAULTS = {
+    f.name: f.default
+    for f in dataclasses.fields(ViTConfig)
+    if f.name
+    in (
+        "class_token",
+        "distillation_token",
+        "num_registers",
+        "class_token_position",
+        "layer_scale",
+        "pre_norm",
+    )
+}
+
+
+def assemble(config):
+    """The functional model of a `ViTConfig` (random initialization)."""
+    if not isinstance(config, ViTConfig):
+        config = ViTConfig.from_dict(dict(config))
+    images = keras.Input(
+        shape=(*config.image_size, config.channels), name="images"
+    )
+    x = _tokens(config, images)  # (B, N, D)
+    x = _embeddings(config, x)  # (B, prefix + N, D)
+    for i in range(config.depth):
+        x = TransformerEncoderBlock(**_block_args(config, i))(x)
+    x = keras.layers.LayerNormalization(
+        epsilon=config.layer_norm_epsilon, name="encoder_norm"
+    )(x)
+    return keras.Model(images, _pool_and_head(config, x), name=config.name)
+
+
+def _tokens(config, images):
+    """Images to a sequence of embedded patches."""
+    if config.tokenizer == "conv":
+        return ConvTokenizer(
+            config.hidden_dim,
+            num_layers=config.patch_size[0].bit_length() - 1,
+            name="conv_tokenizer",
+        )(images)
+    if config.tokenizer == "shifted_patch":
+        x = ShiftedPatchExtractor(config.patch_size, name="patch_extractor")(
+            images
+        )
+        x = keras.layers.LayerNormalization(
+            epsilon=config.layer_norm_epsilon, name="patch_norm"
+        )(x)
+    else:
+        x = PatchExtractor(config.patch_size, name="patch_extractor")(images)
+    return PatchEmbedding(config.hidden_dim, name="patch_embedding")(x)
+
+
+def _embeddings(config, x):
+    """Class/distillation tokens, position embedding, registers, pre-norm."""
+
+    def prefix(x):
+        # Prepended in turn: [class, distillation, patches].
+        if config.distillation_token:
+            x = ClassToken(name="distillation_token")(x)
+        if config.class_token:
+            x = ClassToken(name="class_token")(x)
+        return x
+
+    if config.class_token_position:
+        x = prefix(x)
+    x = PositionEmbedding(
+        grid_size=config.grid_size,
+        num_prefix_tokens=config.position_prefix_tokens,
+        name="position_embedding",
+    )(x)
+    if not config.class_token_position:
+        x = prefix(x)
+    if config.num_registers:
+        x = RegisterTokens(
+            config.num_registers,
+            position=int(config.class_token) + int(config.distillation_token),
+            name="register_tokens",
+        )(x)
+    x = keras.layers.Dropout(config.dropout, name="embedding_dropout")(x)
+    if config.pre_norm:
+        x = keras.layers.LayerNormalization(
+            epsilon=config.layer_norm_epsilon, name="pre_norm"
+        )(x)
+    return x
+
+
+def _block_args(config, i):
+    depth = config.depth
+    return dict(
+        num_heads=config.num_heads,
+        mlp_dim=config.mlp_dim,
+        dropout=config.dropout,
+        attention_dropout=config.attention_dropout,
+        # Stochastic depth grows linearly from 0 in the first block.
+        drop_path_rate=(
+            config.drop_path_rate * i / (depth - 1) if depth > 1 else 0.0
+        ),
+        layer_norm_epsilon=config.layer_norm_epsilon,
+        approximate_gelu=config.approximate_gelu,
+        activation=config.activation,
+        locality_attention=config.locality_attention,
+        layer_scale=config.layer_scale,
+        name=f"encoder_block_{i}",
+    )
+
+
+def _pool_and_head(config, x):
+    """Pooling, the optional `pre_logits` layer and the head(s)."""
+    if config.pooling == "sequence":
+        pooled = SequencePooling(name="pooling")(x)
+    elif config.pooling == "map":
+        pooled = AttentionPooling(
+            config.num_heads,
+            config.mlp_dim,
+            layer_norm_epsilon=config.layer_norm_epsilon,
+            activation=config.activation,
+            name="pooling",
+        )(x)
+    else:
+        pooled = TokenPooling(
+            config.pooling,
+            num_prefix_tokens=config.num_prefix_tokens,
+            name="pooling",
+        )(x)
+    if config.representation_size is not None:
+        pooled = keras.layers.Dense(
+            config.representation_size, activation="tanh", name="pre_logits"
+        )(pooled)
+    distilled = None
+    if config.distillation_token:
+        distilled = TokenPooling(
+            "distillation",
+            num_prefix_tokens=config.num_prefix_tokens,
+            name="distillation_pooling",
+        )(x)
+    if not config.include_top:
+        if distilled is None:
+            return pooled
+        # DeiT's features: the mean of its two tokens.
+        return keras.layers.Average(name="features")([pooled, distilled])
+    # Logits in float32 keep the loss stable under mixed precision.
+    head = dict(
+        activation=config.classifier_activation,
+        kernel_initializer="zeros",
+        dtype=_head_dtype(),
+    )
+    if config.class_names is None:
+        outputs = keras.layers.Dense(config.num_classes, name="head", **head)(
+            pooled
+        )
+    else:
+        outputs = ClassifierHead(
+            config.num_classes,
+            class_names=list(config.class_names),
+            name="head",
+            **head,
+        )(pooled)
+    if distilled is None:
+        return outputs
+    second = keras.layers.Dense(config.num_classes, name="head_dist", **head)(
+        distilled
+    )
+    # DeiT at inference: the class and distillation heads averaged.
+    return keras.layers.Average(name="head_average")([outputs, second])
 
 
 def _head_dtype():
@@ -466,6 +643,7 @@ def read_pretrained(weights, progress=True, num_heads=None):
         config = checkpoints.checkpoint_config(arrays)
         dims = decode_variant(preset.variant)
         config.update({k: dims[k] for k in _DIM_KEYS})
+        config.update(preset.architecture)
         return {
             "arrays": arrays,
             "config": config,
@@ -544,8 +722,11 @@ def build_pretrained(checkpoint, num_classes=None, image_size=None, **kwargs):
         kwargs.setdefault(
             "name", "vit_" + preset.variant.lower().replace("/", "")
         )
-    if "layer_norm_epsilon" in config:
-        kwargs.setdefault("layer_norm_epsilon", config["layer_norm_epsilon"])
+    for key in ("layer_norm_epsilon", "activation", *_OPTION_DEFAULTS):
+        if config.get(key) is not None:
+            kwargs.setdefault(key, config[key])
+    if config.get("pooling"):
+        kwargs.setdefault("pooling", config["pooling"])
     model = build_vit(
         **{k: config[k] for k in _DIM_KEYS},
         image_size=image_size,
@@ -589,33 +770,21 @@ def outputs_probabilities(model):
 
 # The layer names `build_vit` gives are the model's documented contract
 # (see its docstring); `vit_config` is the one reader of it.
-_BLOCK_KEYS = (
-    "num_heads",
-    "mlp_dim",
-    "attention_dropout",
-    "layer_norm_epsilon",
-    "approximate_gelu",
-    "locality_attention",
-)
 
 
 def vit_config(model):
-    """The `build_vit` arguments of a model it built, read from the model.
+    """The `ViTConfig` of a model `build_vit` built, read from the model.
 
     The contract between a model and everything that reads one (attention
     maps, checkpoint conversion, `keras-vit attention`): the layer names
     `build_vit` documents, read here and nowhere else. Works on a model just
     built and on one loaded from a `.keras` file; `build_vit(**config)`
-    builds the same architecture again (without the trained weights).
+    (or `assemble(config)`) builds the same architecture again, without the
+    trained weights.
 
     Returns:
-        A dict of `build_vit` keyword arguments: `image_size`,
-        `patch_size` (pairs), `channels`, `hidden_dim`, `depth`,
-        `num_heads`, `mlp_dim`, `tokenizer`, `pooling`,
-        `representation_size`, `include_top`, `num_classes`,
-        `classifier_activation`, `class_names`, `dropout`,
-        `attention_dropout`, `drop_path_rate`, `layer_norm_epsilon`,
-        `approximate_gelu`, `locality_attention` and `name`.
+        A `keras_vit.ViTConfig` (it unpacks like a dict of `build_vit`
+        keyword arguments).
 
     Raises:
         ValueError: `model` was not built by `build_vit`; the message names
@@ -627,12 +796,8 @@ def vit_config(model):
         for layer in layers.values()
         if isinstance(layer, TransformerEncoderBlock)
     ]
-    missing = [
-        n
-        for n in ("class_token", "position_embedding", "pooling")
-        if n not in layers
-    ]
-    if "patch_extractor" not in layers and "conv_tokenizer" not in layers:
+    missing = [n for n in ("position_embedding", "pooling") if n not in layers]
+    if "patch_embedding" not in layers and "conv_tokenizer" not in layers:
         missing.append("patch_extractor or conv_tokenizer")
     if not blocks:
         missing.append("encoder_block_0")
@@ -651,32 +816,53 @@ def vit_config(model):
             if isinstance(extractor, ShiftedPatchExtractor)
             else "patch"
         )
-    first = blocks[0].get_config()
+    first = blocks[0]
     pooling = layers["pooling"]
+    if isinstance(pooling, SequencePooling):
+        pooling_mode = "sequence"
+    elif isinstance(pooling, AttentionPooling):
+        pooling_mode = "map"
+    else:
+        pooling_mode = pooling.mode
     head = layers.get("head")
     activation = getattr(getattr(head, "activation", None), "__name__", None)
     _, height, width, channels = model.input_shape
-    return {
-        "image_size": (height, width),
-        "patch_size": tuple(extractor.patch_size),
-        "channels": channels,
-        "hidden_dim": int(layers["class_token"].output.shape[-1]),
-        "depth": len(blocks),
-        **{key: first[key] for key in _BLOCK_KEYS},
-        "tokenizer": tokenizer,
-        "pooling": (
-            "sequence" if isinstance(pooling, SequencePooling) else pooling.mode
-        ),
-        "representation_size": (
+    has_class = "class_token" in layers
+    has_dist = "distillation_token" in layers
+    registers = layers.get("register_tokens")
+    return ViTConfig(
+        image_size=(height, width),
+        patch_size=tuple(extractor.patch_size),
+        channels=channels,
+        hidden_dim=int(layers["position_embedding"].output.shape[-1]),
+        depth=len(blocks),
+        num_heads=first.num_heads,
+        mlp_dim=first.mlp_dim,
+        attention_dropout=first.attention_dropout,
+        layer_norm_epsilon=first.layer_norm_epsilon,
+        activation=first.activation,
+        locality_attention=first.locality_attention,
+        layer_scale=first.layer_scale,
+        tokenizer=tokenizer,
+        pooling=pooling_mode,
+        representation_size=(
             layers["pre_logits"].units if "pre_logits" in layers else None
         ),
-        "include_top": head is not None,
-        "num_classes": head.units if head is not None else None,
-        "classifier_activation": (
+        include_top=head is not None,
+        num_classes=head.units if head is not None else None,
+        classifier_activation=(
             None if activation in (None, "linear") else activation
         ),
-        "class_names": class_names(model),
-        "dropout": float(layers["embedding_dropout"].rate),
-        "drop_path_rate": float(blocks[-1].get_config()["drop_path_rate"]),
-        "name": model.name,
-    }
+        class_names=class_names(model),
+        dropout=float(layers["embedding_dropout"].rate),
+        drop_path_rate=float(blocks[-1].drop_path_rate),
+        class_token=has_class,
+        distillation_token=has_dist,
+        num_registers=registers.num_tokens if registers is not None else 0,
+        class_token_position=(
+            layers["position_embedding"].num_prefix_tokens > 0
+            or not (has_class or has_dist)
+        ),
+        pre_norm="pre_norm" in layers,
+        name=model.name,
+    )

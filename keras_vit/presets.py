@@ -107,11 +107,17 @@ class Preset:
         parameters: int or `None`. Parameter count the source reports, to
             the precision it reports it (`parameters_precision`).
         parameters_precision: int. The rounding unit of `parameters`.
-        input_range: tuple. The pixel range the model expects.
+        input_range: tuple or `None`. The pixel range the model expects;
+            `None` when its normalization differs per channel (ImageNet's
+            or CLIP's mean/std: `transform` gives it).
         description: str.
         transform: `keras_vit.transform.Transform`. How an image becomes
             the model's input at evaluation (resize, crop, filter,
             mean/std), as the source measured `accuracy` with.
+        architecture: dict. `ViTConfig` fields beyond the variant's that
+            the file's arrays do not say (`activation`,
+            `layer_norm_epsilon`), and those its family fixes (`pooling`,
+            `layer_scale`, ...). Empty for the original ViT.
     """
 
     name: str
@@ -130,9 +136,10 @@ class Preset:
     accuracy_source: str | None = None
     parameters: int | None = None
     parameters_precision: int = 10_000
-    input_range: tuple = (-1.0, 1.0)
+    input_range: tuple | None = (-1.0, 1.0)
     description: str = ""
     transform: Transform = Transform()
+    architecture: dict = dataclasses.field(default_factory=dict)
 
     @property
     def patch_size(self):
@@ -160,7 +167,9 @@ class Preset:
         out.update(
             patch_size=self.patch_size,
             grid_size=list(self.grid_size),
-            input_range=list(self.input_range),
+            input_range=(
+                None if self.input_range is None else list(self.input_range)
+            ),
             source=self.source,
             transform=self.transform.to_dict(),
         )
@@ -968,6 +977,172 @@ for _name in (
         )
     )
 
+# ------------------------------------------- the families fine-tuned today
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _family(
+    name,
+    variant,
+    image_size,
+    num_classes,
+    architecture,
+    description,
+    crop_pct=0.9,
+    mean=_IMAGENET_MEAN,
+    std=_IMAGENET_STD,
+    hub_repo=None,
+):
+    """A timm checkpoint of a ViT family, as timm's `default_cfgs` has it."""
+    transform = Transform(
+        resize="crop",
+        crop_pct=crop_pct,
+        interpolation="bicubic",
+        mean=mean,
+        std=std,
+    )
+    return Preset(
+        name=name,
+        variant=variant,
+        image_size=image_size,
+        num_classes=num_classes,
+        labels=IMAGENET_1K if num_classes == 1000 else None,
+        hub_repo=hub_repo or f"timm/{name}",
+        licence="Apache-2.0",
+        description=description,
+        transform=transform,
+        # The same for every channel, else (ImageNet's, CLIP's mean/std)
+        # no single range: `transform` says it.
+        input_range=transform.input_range,
+        architecture=dict(architecture),
+    )
+
+
+_DEIT = "DeiT (Touvron et al., 2021): ImageNet-1k only, strong augmentation."
+_DEIT_DISTILLED = (
+    "DeiT distilled from a CNN teacher: a distillation token and a second "
+    "head (head_dist), the two heads averaged."
+)
+_DINOV2 = (
+    "DINOv2 (Oquab et al., 2023): self-supervised on LVD-142M; features "
+    "only (no head), LayerScale; 518x518 (37x37 patches of 14)."
+)
+_DINOV2_REG = _DINOV2[:-1] + "; 4 register tokens (Darcet et al., 2024)."
+_CLIP_OPENAI = (
+    "OpenAI CLIP image tower (Radford et al., 2021), QuickGELU as trained; "
+    "the head is CLIP's image-text projection (no classes)."
+)
+_CLIP_OPENAI_TIMM = (
+    "OpenAI CLIP image tower with GELU where it was trained with QuickGELU, "
+    "as timm's vit_*_clip_224.openai computes it (use the _quickgelu_ name "
+    "for CLIP's own outputs); the head is the image-text projection."
+)
+_CLIP_LAION = (
+    "OpenCLIP image tower trained on LAION-2B (GELU); the head is the "
+    "image-text projection (no classes)."
+)
+_SIGLIP = (
+    "SigLIP (Zhai et al., 2023) image tower trained on WebLI: no class "
+    "token, attention pooling (MAP head); features only."
+)
+_CLIP = dict(pre_norm=True, layer_norm_epsilon=1e-5)
+_FAMILY_PRESETS = []
+for _size, _variant in (("tiny", "Ti/16"), ("small", "S/16"), ("base", "B/16")):
+    _FAMILY_PRESETS += [
+        _family(
+            f"deit_{_size}_patch16_224.fb_in1k", _variant, 224, 1000, {}, _DEIT
+        ),
+        _family(
+            f"deit_{_size}_distilled_patch16_224.fb_in1k",
+            _variant,
+            224,
+            1000,
+            dict(distillation_token=True),
+            _DEIT_DISTILLED,
+        ),
+    ]
+for _size, _variant in (("small", "S/14"), ("base", "B/14"), ("large", "L/14")):
+    _FAMILY_PRESETS += [
+        _family(
+            f"vit_{_size}_patch14_dinov2.lvd142m",
+            _variant,
+            518,
+            0,
+            dict(layer_scale=1e-5),
+            _DINOV2,
+            crop_pct=1.0,
+        ),
+        _family(
+            f"vit_{_size}_patch14_reg4_dinov2.lvd142m",
+            _variant,
+            518,
+            0,
+            dict(layer_scale=1e-5, num_registers=4, class_token_position=False),
+            _DINOV2_REG,
+            crop_pct=1.0,
+        ),
+    ]
+for _stem, _variant, _width, _openai_crop, _laion_crop, _laion_mean in (
+    ("vit_base_patch16", "B/16", 512, 0.9, 1.0, _CLIP_MEAN),
+    ("vit_base_patch32", "B/32", 512, 0.9, 0.9, _CLIP_MEAN),
+    ("vit_large_patch14", "L/14", 768, 1.0, 1.0, (0.5, 0.5, 0.5)),
+):
+    _laion_std = _CLIP_STD if _laion_mean == _CLIP_MEAN else (0.5, 0.5, 0.5)
+    _FAMILY_PRESETS += [
+        _family(
+            f"{_stem}_clip_224.openai",
+            _variant,
+            224,
+            _width,
+            _CLIP,
+            _CLIP_OPENAI_TIMM,
+            crop_pct=_openai_crop,
+            mean=_CLIP_MEAN,
+            std=_CLIP_STD,
+        ),
+        _family(
+            f"{_stem}_clip_quickgelu_224.openai",
+            _variant,
+            224,
+            _width,
+            dict(_CLIP, activation="quick_gelu"),
+            _CLIP_OPENAI,
+            crop_pct=_openai_crop,
+            mean=_CLIP_MEAN,
+            std=_CLIP_STD,
+            hub_repo=f"timm/{_stem}_clip_224.openai",
+        ),
+        _family(
+            f"{_stem}_clip_224.laion2b",
+            _variant,
+            224,
+            _width,
+            _CLIP,
+            _CLIP_LAION,
+            crop_pct=_laion_crop,
+            mean=_laion_mean,
+            std=_laion_std,
+        ),
+    ]
+for _resolution in (224, 384):
+    _FAMILY_PRESETS.append(
+        _family(
+            f"vit_base_patch16_siglip_{_resolution}.webli",
+            "B/16",
+            _resolution,
+            0,
+            dict(class_token=False, pooling="map"),
+            _SIGLIP,
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+        )
+    )
+_PRESETS += _FAMILY_PRESETS
+
 for _preset in _PRESETS:
     register_preset(_preset)
-del _preset, _PRESETS
+del _preset, _PRESETS, _FAMILY_PRESETS

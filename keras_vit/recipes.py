@@ -11,9 +11,12 @@ Paradigm with Compact Transformers", 2021); large ones the plain ViT.
 
 import math
 
+from keras_vit.config import ARCHITECTURE_OPTIONS
+from keras_vit.config import TOKENIZERS  # noqa: F401
+from keras_vit.config import option_defaults
+
 # The choices `keras-vit train` offers (standard library only: the command
 # line builds its parser without loading TensorFlow).
-TOKENIZERS = ("patch", "shifted_patch", "conv")
 AUGMENTATIONS = (
     "flip",
     "crop",
@@ -26,16 +29,9 @@ AUGMENTATIONS = (
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 
-MODEL_KEYS = (
-    "patch_size",
-    "hidden_dim",
-    "depth",
-    "num_heads",
-    "mlp_dim",
-    "tokenizer",
-    "pooling",
-    "locality_attention",
-)
+# The model options a recipe chooses: the architecture options of the
+# configuration (`keras_vit.config.ARCHITECTURE_OPTIONS`).
+MODEL_KEYS = tuple(ARCHITECTURE_OPTIONS)
 # Below this many images the small-data recipe is used.
 SMALL_DATA = 100_000
 # Optimizer steps the default schedule aims at, and its epoch bounds.
@@ -122,6 +118,9 @@ def choose_recipe(image_shape, num_examples, epochs=None):
             dropout=0.1,
         )
         why = f"{num_examples:,} images: the plain ViT (Ti width, 12 blocks)"
+    # The options this recipe does not choose keep the configuration's
+    # defaults (no registers, no LayerScale, ...).
+    recipe = {**option_defaults(), **recipe}
     steps_per_epoch = max(1, math.ceil(num_examples / recipe["batch_size"]))
     if epochs is None:
         low, high = _EPOCHS

@@ -20,6 +20,10 @@ VARIANTS = (
     "L/16",
     "L/32",
     "H/14",
+    # DINOv2 and CLIP's patch 14.
+    "S/14",
+    "B/14",
+    "L/14",
 )
 
 

@@ -52,5 +52,7 @@ def pytest_collection_modifyitems(config, items):
 collect_ignore = [
     "fixtures/make_golden.py",
     "fixtures/make_transform_golden.py",
+    "fixtures/make_family_golden.py",
+    "fixtures/make_saved_models.py",
     "distributed_worker.py",
 ]

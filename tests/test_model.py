@@ -304,7 +304,7 @@ def test_fit_lowers_the_loss():
         (
             dict(pooling="max"),
             ValueError,
-            r"`pooling` must be one of \('token', 'gap', 'sequence'\). Received: pooling='max'",
+            r"`pooling` must be one of \('token', 'gap', 'sequence', 'map'\). Received: pooling='max'",
         ),
         (dict(num_classes=0), ValueError, r"num_classes=0"),
         (dict(depth=-1), ValueError, r"depth=-1"),
@@ -334,11 +334,11 @@ def test_invalid_arguments_raise(kwargs, error, match):
         build_vit(**config)
 
 
-@pytest.mark.parametrize("variant", ["B/14", "b/16", "ViT-B/16", 16])
+@pytest.mark.parametrize("variant", ["B/15", "b/16", "ViT-B/16", 16])
 def test_unknown_variant_lists_the_valid_ones(variant):
     with pytest.raises(
         ValueError,
-        match=r"Ti/16, S/16, S/32, B/8, B/16.*H/14. Received: variant=",
+        match=r"Ti/16, S/16, S/32, B/8, B/16.*H/14, S/14, B/14, L/14. Received: variant=",
     ):
         build_vit(variant)
 
@@ -437,6 +437,6 @@ def test_vit_config_names_what_a_foreign_model_lacks():
     inputs = keras.Input((8, 8, 3))
     other = keras.Model(inputs, keras.layers.Flatten()(inputs), name="cnn")
     with pytest.raises(
-        ValueError, match="'cnn', without the layers class_token"
+        ValueError, match="'cnn', without the layers position_embedding"
     ):
         vit_config(other)

@@ -100,12 +100,15 @@ def test_every_entry_is_well_formed():
         assert p.name == name
         assert p.variant in VARIANTS, name
         assert p.image_size % p.patch_size == 0, name
-        assert p.input_range == (-1.0, 1.0)
+        assert p.input_range == p.transform.input_range, name
         assert p.licence == "Apache-2.0"
         if p.labels == "imagenet-1k":
             assert p.num_classes == len(keras_vit.imagenet_labels()) == 1000
         elif p.labels == "imagenet-21k":
             assert p.num_classes == 21843
+        elif "_clip_" in name:
+            # CLIP's head is its image-text projection, not classes.
+            assert p.num_classes in (512, 768), name
         else:
             assert p.num_classes == 0
         assert bool(p.url) != bool(p.hub_repo), name
@@ -115,10 +118,18 @@ def test_every_entry_is_well_formed():
             )
             assert p.url.endswith(".npz")
         else:
-            assert p.hub_repo == f"timm/{name}"
+            # timm's QuickGELU names read the file of the plain name.
+            assert p.hub_repo == f"timm/{name.replace('_quickgelu', '')}"
         if p.accuracy is not None:
             assert 70 < p.accuracy < 90 and p.accuracy_source, name
             assert p.labels == "imagenet-1k", name
+        # What the arrays do not say comes with the preset.
+        if "_clip_" in name:
+            assert p.architecture["layer_norm_epsilon"] == 1e-5, name
+            assert p.architecture["pre_norm"], name
+        assert (p.architecture.get("activation") == "quick_gelu") == (
+            "quickgelu" in name
+        ), name
         if p.parameters is not None:
             count = _parameter_count(
                 p.variant, p.image_size, p.num_classes, p.representation_size

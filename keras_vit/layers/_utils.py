@@ -2,6 +2,14 @@
 
 import keras
 
+# The argument checks are the standard library's (`keras_vit.checks`): the
+# configuration and the command line use them without loading Keras.
+from keras_vit.checks import check_class_names  # noqa: F401
+from keras_vit.checks import check_non_negative_int  # noqa: F401
+from keras_vit.checks import check_positive_int  # noqa: F401
+from keras_vit.checks import check_rate  # noqa: F401
+from keras_vit.checks import normalize_pair  # noqa: F401
+
 
 def fresh_initializer(initializer):
     """A new instance of `initializer`, for one more weight.
@@ -15,71 +23,6 @@ def fresh_initializer(initializer):
     if isinstance(initializer, keras.initializers.Initializer):
         return initializer.__class__.from_config(initializer.get_config())
     return initializer
-
-
-def normalize_pair(value, name):
-    """Returns `value` as a `(height, width)` tuple of positive ints.
-
-    Accepts an int (used for both sides) or a sequence of two ints.
-    """
-    if isinstance(value, bool):
-        raise TypeError(
-            f"`{name}` must be an int or a tuple of two ints. "
-            f"Received: {name}={value!r}"
-        )
-    if isinstance(value, int):
-        pair = (value, value)
-    elif (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        pair = (int(value[0]), int(value[1]))
-    else:
-        raise TypeError(
-            f"`{name}` must be an int or a tuple of two ints. "
-            f"Received: {name}={value!r}"
-        )
-    if pair[0] <= 0 or pair[1] <= 0:
-        raise ValueError(
-            f"`{name}` must be positive. Received: {name}={value!r}"
-        )
-    return pair
-
-
-def check_positive_int(value, name):
-    """Returns `value` as an int, raising when it is not a positive int."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"`{name}` must be a positive int. Received: {name}={value!r}"
-        )
-    if value <= 0:
-        raise ValueError(
-            f"`{name}` must be a positive int. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def check_non_negative_int(value, name):
-    """Returns `value` as an int, raising when it is not an int >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(
-            f"`{name}` must be a non-negative int. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def check_rate(value, name):
-    """Returns `value` as a float in [0, 1), raising otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
-        )
-    if not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"`{name}` must be in [0, 1). Received: {name}={value!r}"
-        )
-    return float(value)
 
 
 def refreeze(layer):

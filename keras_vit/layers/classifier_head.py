@@ -1,22 +1,6 @@
 import keras
 
-
-def check_class_names(class_names, units):
-    """`class_names` as a list of `units` str; raises a clear error else."""
-    if isinstance(class_names, str) or not all(
-        isinstance(n, str) for n in class_names
-    ):
-        raise TypeError(
-            "`class_names` must be a list of str. "
-            f"Received: class_names={class_names!r}"
-        )
-    class_names = list(class_names)
-    if len(class_names) != units:
-        raise ValueError(
-            f"`class_names` must name each of the {units} classes. "
-            f"Received: {len(class_names)} names"
-        )
-    return class_names
+from keras_vit.checks import check_class_names  # noqa: F401
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")

@@ -2,7 +2,8 @@ import keras
 from keras import ops
 
 from keras_vit import fused
-from keras_vit.activations import get_gelu
+from keras_vit.activations import get_activation
+from keras_vit.activations import resolve_activation
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
 from keras_vit.layers._utils import fresh_initializer
@@ -28,6 +29,9 @@ class MLPBlock(keras.layers.Layer):
             `"glorot_uniform"`.
         bias_initializer: initializer for both biases. Defaults to
             `RandomNormal(stddev=1e-6)`, as in the original ViT.
+        activation: str or `None`. The hidden layer's activation by name:
+            `"gelu"`, `"gelu_approximate"` or `"quick_gelu"` (OpenAI's
+            CLIP). Defaults to `None` (GELU, as `approximate_gelu` says).
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -54,13 +58,15 @@ class MLPBlock(keras.layers.Layer):
         approximate_gelu=False,
         kernel_initializer="glorot_uniform",
         bias_initializer=None,
+        activation=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.mlp_dim = check_positive_int(mlp_dim, "mlp_dim")
         self.dropout = check_rate(dropout, "dropout")
-        self.approximate_gelu = approximate_gelu
-        self.activation = get_gelu(approximate_gelu)
+        self.activation_name = resolve_activation(activation, approximate_gelu)
+        self.approximate_gelu = self.activation_name == "gelu_approximate"
+        self.activation = get_activation(self.activation_name)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         if bias_initializer is None:
             bias_initializer = keras.initializers.RandomNormal(stddev=1e-6)
@@ -107,7 +113,7 @@ class MLPBlock(keras.layers.Layer):
         if len(inputs.shape) != 2:
             x = ops.reshape(inputs, (-1, dim))  # (B * N, D)
         x = self.dense_0(x)  # (B * N, mlp_dim)
-        if fused.use_fused(training) and not self.approximate_gelu:
+        if fused.use_fused(training) and self.activation_name == "gelu":
             x = fused.gelu(x)
         else:
             x = self.activation(x)
@@ -136,4 +142,7 @@ class MLPBlock(keras.layers.Layer):
                 ),
             }
         )
+        if self.activation_name == "quick_gelu":
+            # Only then: the files of GELU models keep their configs.
+            config["activation"] = self.activation_name
         return config

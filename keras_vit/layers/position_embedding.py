@@ -8,8 +8,36 @@ from keras_vit.layers._utils import normalize_pair
 _RESIZE_METHODS = ("bilinear", "bicubic", "nearest")
 
 
+def _filter_weights(source, target, method):
+    """`(target, source)` weights of an antialiased resize (PIL's rule).
+
+    Sample positions `(i + 0.5) * source / target`, the filter widened by
+    `max(source / target, 1)`, each row normalized: PyTorch's
+    `interpolate(..., antialias=True)` (bicubic with a = -0.5), which timm
+    uses to resample position embeddings.
+    """
+    inverse = source / target
+    widening = max(inverse, 1.0)
+    centres = (np.arange(target) + 0.5) * inverse
+    distance = np.abs(np.arange(source)[None, :] + 0.5 - centres[:, None])
+    x = distance / widening
+    if method == "bicubic":
+        a = -0.5
+        near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+        far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+        weights = np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+    else:
+        weights = np.maximum(1.0 - x, 0.0)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
 def resize_position_embedding(
-    embedding, source_grid, target_grid, num_prefix_tokens=1, method="bilinear"
+    embedding,
+    source_grid,
+    target_grid,
+    num_prefix_tokens=1,
+    method="bilinear",
+    antialias=False,
 ):
     """Resizes a position embedding from one patch grid to another.
 
@@ -24,7 +52,13 @@ def resize_position_embedding(
         num_prefix_tokens: int. Leading rows that are not patches.
             Defaults to `1`.
         method: `"bilinear"`, `"bicubic"` or `"nearest"`, with half-pixel
-            centers and no antialiasing. Defaults to `"bilinear"`.
+            centers. Defaults to `"bilinear"`.
+        antialias: bool. Resize with PyTorch's antialiased filters (bicubic
+            a = -0.5, widened when shrinking), as timm resamples the
+            position embeddings of its `.safetensors` files and of
+            `dynamic_img_size` models. `False`: Keras' `image.resize`
+            without antialiasing, as timm resamples `.npz` files (bilinear).
+            Defaults to `False`.
 
     Returns:
         A NumPy array of shape `(1, num_prefix_tokens + gh' * gw', D)`.
@@ -57,6 +91,19 @@ def resize_position_embedding(
     dim = embedding.shape[-1]
     # (1, gh * gw, D) -> (1, gh, gw, D): the grid as a D-channel image.
     grid = embedding[:, num_prefix_tokens:].reshape(1, *source_grid, dim)
+    if antialias:
+        if method == "nearest":
+            raise ValueError(
+                '`antialias=True` filters with "bilinear" or "bicubic". '
+                f"Received: method={method!r}"
+            )
+        rows = _filter_weights(source_grid[0], target_grid[0], method)
+        cols = _filter_weights(source_grid[1], target_grid[1], method)
+        resized = np.einsum(
+            "ih,bhwd,jw->bijd", rows, grid.astype("float64"), cols
+        )
+        resized = resized.astype(embedding.dtype).reshape(1, -1, dim)
+        return np.concatenate([prefix, resized], axis=1)
     resized = ops.image.resize(
         grid.astype("float32"),
         target_grid,
@@ -168,13 +215,14 @@ class PositionEmbedding(keras.layers.Layer):
             )
         return (side, side)
 
-    def resized_embedding(self, grid_size, method="bilinear"):
+    def resized_embedding(self, grid_size, method="bilinear", antialias=False):
         """Returns this layer's table resized to another patch grid.
 
         Args:
             grid_size: int or tuple of two ints. Target patch grid.
             method: `"bilinear"`, `"bicubic"` or `"nearest"`. Defaults to
                 `"bilinear"`.
+            antialias: bool. As in `resize_position_embedding`.
 
         Returns:
             A NumPy array `(1, num_prefix_tokens + gh * gw, hidden_dim)`
@@ -190,6 +238,7 @@ class PositionEmbedding(keras.layers.Layer):
             grid_size,
             num_prefix_tokens=self.num_prefix_tokens,
             method=method,
+            antialias=antialias,
         )
 
     def get_config(self):

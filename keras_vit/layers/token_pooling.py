@@ -3,7 +3,7 @@ from keras import ops
 
 from keras_vit.layers._utils import check_non_negative_int
 
-_MODES = ("token", "gap")
+_MODES = ("token", "gap", "distillation")
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -11,10 +11,12 @@ class TokenPooling(keras.layers.Layer):
     """Reduces the encoder's token sequence to one vector per image.
 
     `"token"` takes the class token (position 0); `"gap"` averages the patch
-    tokens, leaving out the class token.
+    tokens, leaving out the class token (and every other prefix token);
+    `"distillation"` takes DeiT's distillation token (position 1).
 
     Args:
-        mode: `"token"` or `"gap"`. Defaults to `"token"`.
+        mode: `"token"`, `"gap"` or `"distillation"`. Defaults to
+            `"token"`.
         num_prefix_tokens: int. Number of leading non-patch tokens skipped
             by `"gap"`. Defaults to `1`.
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
@@ -46,12 +48,20 @@ class TokenPooling(keras.layers.Layer):
                 '`mode="token"` needs a class token (num_prefix_tokens >= 1). '
                 f"Received: num_prefix_tokens={num_prefix_tokens}"
             )
+        if mode == "distillation" and num_prefix_tokens < 2:
+            raise ValueError(
+                '`mode="distillation"` needs a class and a distillation '
+                "token (num_prefix_tokens >= 2). "
+                f"Received: num_prefix_tokens={num_prefix_tokens}"
+            )
         self.mode = mode
         self.num_prefix_tokens = int(num_prefix_tokens)
 
     def call(self, inputs):
         if self.mode == "token":
             return inputs[:, 0]  # (B, D)
+        if self.mode == "distillation":
+            return inputs[:, 1]  # (B, D)
         return ops.mean(inputs[:, self.num_prefix_tokens :], axis=1)  # (B, D)
 
     def compute_output_shape(self, input_shape):

@@ -1,10 +1,12 @@
 import keras
 
+from keras_vit.activations import resolve_activation
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
 from keras_vit.layers._utils import refreeze
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.fused_layer_normalization import FusedLayerNormalization
+from keras_vit.layers.layer_scale import LayerScale
 from keras_vit.layers.mlp_block import MLPBlock
 from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
 
@@ -14,7 +16,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
     """One pre-norm ViT encoder block.
 
     `x = x + DropPath(Dropout(MHSA(LayerNorm(x))))`, then
-    `x = x + DropPath(MLP(LayerNorm(x)))`. Self-attention lets every token
+    `x = x + DropPath(MLP(LayerNorm(x)))` (each branch scaled by a
+    `LayerScale` when `layer_scale` is given). Self-attention lets every token
     gather information from the tokens most similar to it; the MLP then
     transforms each token on its own. The two LayerNorms are
     `FusedLayerNormalization`s: Keras' LayerNorm, fused when training.
@@ -37,6 +40,12 @@ class TransformerEncoderBlock(keras.layers.Layer):
             `MultiHeadSelfAttention`'s `locality`). Defaults to `False`.
         seed: int or `None`. Seed of the stochastic-depth masks. Defaults to
             `None`.
+        layer_scale: float or `None`. When given, both residual branches
+            are scaled per channel by a learned `LayerScale` started at this
+            value (DINOv2, DeiT III). Defaults to `None`.
+        activation: str or `None`. The MLP's activation, `"gelu"`,
+            `"gelu_approximate"` or `"quick_gelu"` (OpenAI's CLIP).
+            Defaults to `None` (as `approximate_gelu` says).
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -70,6 +79,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
         approximate_gelu=False,
         locality_attention=False,
         seed=None,
+        layer_scale=None,
+        activation=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -88,9 +99,11 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 f"Received: layer_norm_epsilon={layer_norm_epsilon!r}"
             )
         self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.approximate_gelu = approximate_gelu
+        self.activation = resolve_activation(activation, approximate_gelu)
+        self.approximate_gelu = self.activation == "gelu_approximate"
         self.locality_attention = locality_attention
         self.seed = seed
+        self.layer_scale = None if layer_scale is None else float(layer_scale)
 
         policy = self.dtype_policy
         self.attention_norm = FusedLayerNormalization(
@@ -112,10 +125,19 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.mlp = MLPBlock(
             self.mlp_dim,
             dropout=self.dropout,
-            approximate_gelu=approximate_gelu,
+            activation=self.activation,
             dtype=policy,
             name="mlp",
         )
+        if self.layer_scale is None:
+            self.attention_scale = self.mlp_scale = None
+        else:
+            self.attention_scale = LayerScale(
+                self.layer_scale, dtype=policy, name="attention_scale"
+            )
+            self.mlp_scale = LayerScale(
+                self.layer_scale, dtype=policy, name="mlp_scale"
+            )
         # An identity instead of a rate-0 DropPath keeps `call` branch-free.
         self.drop_path = (
             DropPath(
@@ -142,6 +164,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.attention.build(input_shape)
         self.mlp_norm.build(input_shape)
         self.mlp.build(input_shape)
+        if self.layer_scale is not None:
+            self.attention_scale.build(input_shape)
+            self.mlp_scale.build(input_shape)
         refreeze(self)  # a frozen layer loaded from a file
 
     def call(self, inputs, training=None, return_attention_scores=False):
@@ -151,8 +176,12 @@ class TransformerEncoderBlock(keras.layers.Layer):
             return_attention_scores=True,
         )
         x = self.attention_output_dropout(x, training=training)
+        if self.attention_scale is not None:
+            x = self.attention_scale(x)
         x = inputs + self.drop_path(x, training=training)  # (B, N, D)
         y = self.mlp(self.mlp_norm(x, training=training), training=training)
+        if self.mlp_scale is not None:
+            y = self.mlp_scale(y)
         outputs = x + self.drop_path(y, training=training)  # (B, N, D)
         if return_attention_scores:
             return outputs, weights
@@ -185,4 +214,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 "seed": self.seed,
             }
         )
+        # Only when set: the files of models without them keep their configs.
+        if self.layer_scale is not None:
+            config["layer_scale"] = self.layer_scale
+        if self.activation == "quick_gelu":
+            config["activation"] = self.activation
         return config

@@ -52,5 +52,7 @@ def test_errors():
         MLPBlock(0)
     with pytest.raises(ValueError, match=r"dropout=-0.1"):
         MLPBlock(4, dropout=-0.1)
-    with pytest.raises(TypeError, match=r"`approximate` must be a bool.*'yes'"):
+    with pytest.raises(
+        TypeError, match=r"`approximate_gelu` must be a bool.*'yes'"
+    ):
         MLPBlock(4, approximate_gelu="yes")

@@ -26,7 +26,9 @@ def test_token_and_gap_values():
 
 
 def test_unknown_mode_raises():
-    with pytest.raises(ValueError, match=r"\('token', 'gap'\).*mode='max'"):
+    with pytest.raises(
+        ValueError, match=r"\('token', 'gap', 'distillation'\).*mode='max'"
+    ):
         TokenPooling("max")
 
 

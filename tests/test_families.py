@@ -1,0 +1,229 @@
+"""DeiT, DINOv2, CLIP and SigLIP: timm's files load and compute timm's outputs.
+
+The golden files were written once by tests/fixtures/make_family_golden.py
+with timm (random weights at test size, timm's own state-dict layout); the
+tests need neither torch nor timm.
+"""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_vit
+from keras_vit.model import vit_config
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+# What the arrays cannot say: CLIP's LayerNorm epsilon and OpenAI's QuickGELU.
+FAMILIES = {
+    "deit": {},
+    "deit_distilled": {},
+    "dinov2": {},
+    "dinov2_reg": {},
+    "clip_openai": dict(activation="quick_gelu", layer_norm_epsilon=1e-5),
+    "clip_laion": dict(layer_norm_epsilon=1e-5),
+    "siglip": {},
+}
+# The options each file's arrays give the model.
+READ_FROM_FILE = {
+    "deit": dict(class_token=True, num_classes=5),
+    "deit_distilled": dict(distillation_token=True, num_classes=5),
+    "dinov2": dict(layer_scale=1e-5, include_top=False),
+    "dinov2_reg": dict(
+        layer_scale=1e-5, num_registers=4, class_token_position=False
+    ),
+    "clip_openai": dict(pre_norm=True, activation="quick_gelu"),
+    "clip_laion": dict(pre_norm=True, activation="gelu"),
+    "siglip": dict(class_token=False, pooling="map", include_top=False),
+}
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return np.load(os.path.join(FIXTURES, "family_golden.npz"))
+
+
+def _load(family, size):
+    path = os.path.join(FIXTURES, f"family_{family}.safetensors")
+    return keras_vit.from_preset(
+        path, image_size=size, num_heads=2, progress=False, **FAMILIES[family]
+    )
+
+
+@pytest.mark.parametrize("size", [32, 48], ids=["trained_size", "size_48"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_timm_file_of_each_family_computes_timms_outputs(
+    family, size, golden
+):
+    model = _load(family, size)
+    images = golden["images"][:, :size, :size]
+    got = keras.ops.convert_to_numpy(model(images))
+    want = golden[f"{family}/{size}"]
+    assert got.shape == want.shape
+    scale = float(np.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * scale)
+    config = vit_config(model)
+    for key, value in READ_FROM_FILE[family].items():
+        assert config[key] == value, key
+
+
+def test_a_family_model_saves_and_loads_in_safe_mode(tmp_path, golden):
+    for family in ("deit_distilled", "dinov2_reg", "clip_openai", "siglip"):
+        model = _load(family, 32)
+        path = tmp_path / f"{family}.keras"
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+        x = golden["images"][:, :32, :32]
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(loaded(x)),
+            keras.ops.convert_to_numpy(model(x)),
+            atol=1e-6,
+        )
+        assert vit_config(loaded) == vit_config(model)
+
+
+def test_the_options_build_from_keywords_and_round_trip_the_config():
+    model = keras_vit.build_vit(
+        image_size=16,
+        patch_size=4,
+        hidden_dim=16,
+        depth=2,
+        num_heads=2,
+        mlp_dim=32,
+        num_classes=3,
+        num_registers=2,
+        layer_scale=0.1,
+        pre_norm=True,
+        activation="quick_gelu",
+    )
+    config = vit_config(model)
+    assert (config.num_registers, config.layer_scale, config.pre_norm) == (
+        2,
+        0.1,
+        True,
+    )
+    assert config.num_prefix_tokens == 3
+    # Registers sit after the class token; the position embedding has a row
+    # for the class token and none for registers.
+    assert model.get_layer("position_embedding").embedding.shape == (1, 17, 16)
+    rebuilt = keras_vit.build_vit(**config)
+    assert rebuilt.count_params() == model.count_params()
+    assert vit_config(rebuilt) == config
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(class_token=False), ValueError, "reads the class token"),
+        (
+            dict(distillation_token=True, pooling="gap"),
+            ValueError,
+            "distillation token goes with",
+        ),
+        (dict(layer_scale=0.0), ValueError, "layer_scale=0.0"),
+        (dict(num_registers=-1), ValueError, "num_registers"),
+        (dict(activation="relu"), ValueError, "activation='relu'"),
+        (
+            dict(activation="quick_gelu", approximate_gelu=True),
+            ValueError,
+            "contradicts",
+        ),
+        (dict(pre_norm="yes"), TypeError, "pre_norm"),
+    ],
+)
+def test_contradictory_family_options_are_refused(kwargs, error, match):
+    base = dict(image_size=16, patch_size=4, hidden_dim=16, depth=1)
+    base.update(num_heads=2, mlp_dim=32, num_classes=3)
+    with pytest.raises(error, match=match):
+        keras_vit.build_vit(**base, **kwargs)
+
+
+def test_attention_maps_leave_registers_and_the_distillation_token_out(
+    golden,
+):
+    from keras_vit.attention import attention_maps
+    from keras_vit.attention import attention_rollout
+
+    x = golden["images"][:1, :32, :32]
+    for family in ("dinov2_reg", "deit_distilled"):
+        model = _load(family, 32)
+        maps = attention_maps(model, x)
+        # 2 blocks, 1 image, 2 heads, the class token and 4 x 4 patches.
+        assert maps.shape == (2, 1, 2, 17, 17)
+        assert attention_rollout(maps).shape == (1, 4, 4)
+    with pytest.raises(ValueError, match="no class token"):
+        attention_maps(_load("siglip", 32), x)
+
+
+@pytest.mark.parametrize("family", ["deit_distilled", "dinov2_reg", "siglip"])
+def test_a_family_model_exports_and_verifies(family, tmp_path, golden):
+    from export import export_onnx
+    from export import export_tflite
+
+    model = _load(family, 32)
+    x = golden["images"][:, :32, :32]
+    for report in (
+        export_onnx(model, tmp_path / "m.onnx", samples=x),
+        export_tflite(model, tmp_path / "m.tflite", samples=x),
+    ):
+        assert report.passed, report
+        assert max(report.max_abs_diff.values()) <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def colour_folder(tmp_path_factory):
+    """Three classes of 32x32 PNGs: reddish, greenish, bluish noise."""
+    root = tmp_path_factory.mktemp("colours")
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("red", "green", "blue")):
+        (root / name).mkdir()
+        for i in range(20):
+            image = rng.integers(0, 120, (32, 32, 3))
+            image[..., label] += 120
+            keras.utils.save_img(
+                root / name / f"{i}.png", image.astype("uint8")
+            )
+    return root
+
+
+@pytest.mark.parametrize(
+    "family, extra",
+    [("dinov2_reg", []), ("clip_openai", ["--activation", "quick_gelu"])],
+)
+def test_a_family_checkpoint_fine_tunes_from_the_cli_and_exports_verified(
+    family, extra, colour_folder, tmp_path
+):
+    import json
+
+    from export.cli import main as export_main
+    from keras_vit.cli import main
+
+    path = os.path.join(FIXTURES, f"family_{family}.safetensors")
+    out = tmp_path / "run"
+    args = ["train", "--dataset", colour_folder, "--weights", path]
+    args += ["--num-heads", "2", "--out", out, "--epochs", "2"]
+    args += ["--no-tensorboard", "--quiet", *extra]
+    assert main([str(a) for a in args]) == 0
+    config = json.loads((out / "config.json").read_text())
+    model = keras.saving.load_model(out / "model.keras")
+    got = vit_config(model)
+    assert got.num_classes == 3 and got.include_top
+    from keras_vit.recipes import MODEL_KEYS
+
+    for key, value in READ_FROM_FILE[family].items():
+        if key not in ("num_classes", "include_top"):
+            assert got[key] == value, key
+            # The run's config.json records the architecture options.
+            assert key not in MODEL_KEYS or config[key] == value, key
+    export = tmp_path / "export"
+    argv = [str(out / "model.keras"), "--to", str(export)]
+    argv += [
+        "--formats",
+        "saved_model,tflite,onnx",
+        "--samples",
+        str(colour_folder),
+    ]
+    assert export_main(argv) == 0
+    report = json.loads((export / "report.json").read_text())
+    assert report["passed"] and len(report["reports"]) == 3
