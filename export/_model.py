@@ -8,7 +8,34 @@ def load_model(path, unsafe=False):
     """`keras_vit.saving.load_model` (safe mode unless `unsafe`), in float32."""
     from keras_vit.saving import load_model as safe_load
 
-    return float32_model(safe_load(path, unsafe=unsafe))
+    return exportable_model(safe_load(path, unsafe=unsafe))
+
+
+def exportable_model(model):
+    """`model` as the exporters take it: float32 (`float32_model`), and at
+    a fixed image size.
+
+    A `build_vit(dynamic_image_size=True)` model takes any image size; the
+    exported graphs take the size its position embedding was trained for
+    (`vit_config(model).image_size`), so this returns a copy built at that
+    size with the same weights. With preprocessing inside (the default)
+    the exported files still take images of any size, resized to it.
+    """
+    model = float32_model(model)
+    if not isinstance(model, keras.Model) or None not in tuple(
+        model.input_shape[1:3]
+    ):
+        return model
+    from keras_vit.model import assemble
+    from keras_vit.model import vit_config
+
+    try:
+        config = vit_config(model)
+    except ValueError:
+        return model  # `image_spec` names what was expected.
+    fixed = assemble(config.replace(dynamic_image_size=False))
+    fixed.set_weights(model.get_weights())
+    return fixed
 
 
 def float32_model(model):
@@ -74,7 +101,8 @@ def image_spec(model):
     if len(shape) != 4 or None in shape[1:]:
         raise ValueError(
             "The model input must be images of a fixed size, "
-            "(batch, height, width, channels). "
+            "(batch, height, width, channels) (a `build_vit` model that "
+            "takes any size is exported at its trained size). "
             f"Received: input shape {shape}"
         )
     if len(model.outputs) != 1:

@@ -19,6 +19,7 @@ from export._memory import ExportMemoryError
 from export._memory import check_memory
 from export._memory import check_tflite_size
 from export._metadata import describe
+from export._model import exportable_model
 from export._model import image_spec
 from export._model import load_model
 from export._model import output_names
@@ -287,8 +288,17 @@ def run_export(args, log):
             f"--formats {','.join(args.formats)} --quantize "
             f"{','.join(args.quantize)}"
         )
-    model = load_model(args.model, unsafe=args.unsafe)
+    from keras_vit.saving import load_model as load_keras_model
+
+    loaded = load_keras_model(args.model, unsafe=args.unsafe)
+    model = exportable_model(loaded)
     shape = image_spec(model)
+    if None in tuple(getattr(loaded, "input_shape", (0, 0, 0))[1:3]):
+        log(
+            f"the model takes any image size; the exported graphs take its "
+            f"trained {shape[0]}x{shape[1]} (raw images of any size are "
+            "resized to it)"
+        )
     args.input_range = _model_transform(args)
     # Before anything is read or written: every export must fit.
     jobs = [(fmt, mode) for _, fmt, mode in _jobs(args.formats, args.quantize)]

@@ -16,7 +16,7 @@ from export._memory import check_memory
 from export._memory import weight_bytes
 from export._metadata import describe
 from export._metadata import embed_onnx_metadata
-from export._model import float32_model
+from export._model import exportable_model
 from export._model import image_spec
 from export._model import model_variables
 from export._model import output_names
@@ -349,7 +349,7 @@ def export_onnx(
         raise ValueError(
             f"`opset` must be an int >= 13. Received: opset={opset!r}"
         )
-    model = float32_model(model)
+    model = exportable_model(model)
     check_memory(model, [("onnx", quantize)])
     names = class_names_of(model, class_names)
     path, samples = prepare(

@@ -11,7 +11,7 @@ from export._common import write_verified
 from export._memory import check_memory
 from export._metadata import LABELS_FILE
 from export._model import encoded_serving_function
-from export._model import float32_model
+from export._model import exportable_model
 from export._model import image_spec
 from export._model import serving_function
 from keras_vit.preprocessing import DEFAULT_INPUT_RANGE
@@ -123,7 +123,7 @@ def export_saved_model(
     >>> export_saved_model(model, out, preprocessing=True).passed
     True
     """
-    model = float32_model(model)
+    model = exportable_model(model)
     check_memory(model, [("saved_model", None)])
     names = class_names_of(model, class_names)
     path, samples = prepare(

@@ -17,7 +17,7 @@ from export._memory import check_memory
 from export._memory import check_tflite_size
 from export._metadata import describe
 from export._metadata import embed_tflite_metadata
-from export._model import float32_model
+from export._model import exportable_model
 from export._model import image_spec
 from export._model import output_names
 from export.quantize import DEFAULT_KEEP_FLOAT
@@ -285,7 +285,7 @@ def export_tflite(
             f"`quantize` must be one of {QUANTIZE_MODES}. "
             f"Received: quantize={quantize!r}"
         )
-    model = float32_model(model)
+    model = exportable_model(model)
     check_tflite_size(model, quantize)
     check_memory(model, [("tflite", quantize)])
     # Read once: an iterator of batches could not be read a second time.

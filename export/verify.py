@@ -339,11 +339,11 @@ def verify(
     Returns:
         A `VerificationReport`.
     """
-    from export._model import float32_model
+    from export._model import exportable_model
     from export._model import image_spec
     from export.samples import ImageFiles
 
-    model = float32_model(model)
+    model = exportable_model(model)
     if not isinstance(samples, ImageFiles):
         samples = check_samples(samples, image_spec(model))
     runner = Runner(artifact)

@@ -82,16 +82,28 @@ def attention_maps(model, images, batch_size=32):
         )
     # The class token and the patches; registers and the distillation
     # token are left out of the pictures.
-    first = config.num_prefix_tokens
-    patches = config.grid_size[0] * config.grid_size[1]
-    keep = np.r_[0, first : first + patches]
     images = np.asarray(images, dtype="float32")
     expected = tuple(model.input_shape[1:])
-    if images.ndim != 4 or images.shape[1:] != expected:
-        raise ValueError(
-            f"`images` must have shape (B, {', '.join(map(str, expected))}) "
-            f"for this model. Received: shape {images.shape}"
+    fits = images.ndim == 4 and all(
+        e is None or e == n for e, n in zip(expected, images.shape[1:])
+    )
+    (ph, pw), grid = config.patch_size, config.grid_size
+    if fits and config.dynamic_image_size:
+        fits = images.shape[1] % ph == 0 and images.shape[2] % pw == 0
+        grid = (images.shape[1] // ph, images.shape[2] // pw)
+    if not fits:
+        shown = ", ".join("any" if e is None else str(e) for e in expected)
+        multiple = (
+            f", sides multiples of {ph}x{pw}"
+            if config.dynamic_image_size
+            else ""
         )
+        raise ValueError(
+            f"`images` must have shape (B, {shown}){multiple} for this "
+            f"model. Received: shape {images.shape}"
+        )
+    first = config.num_prefix_tokens
+    keep = np.r_[0, first : first + grid[0] * grid[1]]
     # Images to the first block's input tokens, whichever tokenizer.
     embed = keras.Model(model.input, blocks[0].input)
     chunks = []

@@ -120,6 +120,10 @@ class ViTConfig:
     - `activation`: the MLPs' `"gelu"`, `"gelu_approximate"` or
       `"quick_gelu"` (OpenAI's CLIP).
     - `pooling="map"`: multi-head attention pooling (SigLIP).
+    - `dynamic_image_size`: the model takes images of any size whose sides
+      are multiples of the patch size; its position embedding, trained for
+      `image_size`, is resampled in the graph (bicubic, as timm's
+      `dynamic_img_size`).
 
     A config unpacks into `build_vit` (`build_vit(**config)`) and reads
     like a dict (`config["hidden_dim"]`); `to_dict`/`from_dict` and
@@ -160,6 +164,7 @@ class ViTConfig:
     class_token_position: bool = True
     layer_scale: float | None = None
     pre_norm: bool = False
+    dynamic_image_size: bool = False
     class_names: tuple | None = None
     name: str | None = None
 
@@ -186,6 +191,7 @@ class ViTConfig:
             "distillation_token",
             "class_token_position",
             "pre_norm",
+            "dynamic_image_size",
         ):
             _check_bool(getattr(self, field), field)
         put(
@@ -257,6 +263,12 @@ class ViTConfig:
             raise ValueError(
                 '`tokenizer="conv"` needs a square patch size that is a power '
                 f"of two (2, 4, 8, ...). Received: patch_size={patch}"
+            )
+        if self.dynamic_image_size and self.tokenizer != "patch":
+            raise ValueError(
+                "Any image size at run time needs the patch tokenizer. "
+                f"Received: tokenizer={self.tokenizer!r} with "
+                "dynamic_image_size=True"
             )
         if self.pooling == "token" and not self.class_token:
             raise ValueError(

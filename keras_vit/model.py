@@ -63,6 +63,7 @@ def build_vit(
     class_token_position=None,
     layer_scale=None,
     pre_norm=None,
+    dynamic_image_size=False,
 ):
     """Builds a Vision Transformer (Dosovitskiy et al., 2021).
 
@@ -192,6 +193,12 @@ def build_vit(
             DeiT III).
         pre_norm: bool. A LayerNorm (`pre_norm`) between the embeddings and
             the first block (CLIP).
+        dynamic_image_size: bool. Take images of any size whose sides are
+            multiples of the patch size (the input is `(None, None,
+            channels)`): the position embedding, trained for `image_size`,
+            is resampled in the graph with PyTorch's antialiased bicubic
+            filter, as timm's `dynamic_img_size` models do. Defaults to
+            `False`.
 
     Returns:
         A `keras.Model` mapping `(batch, height, width, channels)` images to
@@ -252,6 +259,7 @@ def build_vit(
         classifier_activation=classifier_activation,
         tokenizer=tokenizer,
         locality_attention=locality_attention,
+        dynamic_image_size=dynamic_image_size,
         name=name or _default_name(variant),
     )
     activation = resolve_activation(options.pop("activation"), approximate_gelu)
@@ -395,11 +403,10 @@ def assemble(config):
     """The functional model of a `ViTConfig` (random initialization)."""
     if not isinstance(config, ViTConfig):
         config = ViTConfig.from_dict(dict(config))
-    images = keras.Input(
-        shape=(*config.image_size, config.channels), name="images"
-    )
+    size = (None, None) if config.dynamic_image_size else config.image_size
+    images = keras.Input(shape=(*size, config.channels), name="images")
     x = _tokens(config, images)  # (B, N, D)
-    x = _embeddings(config, x)  # (B, prefix + N, D)
+    x = _embeddings(config, x, images)  # (B, prefix + N, D)
     for i in range(config.depth):
         x = TransformerEncoderBlock(**_block_args(config, i))(x)
     x = keras.layers.LayerNormalization(
@@ -428,7 +435,7 @@ def _tokens(config, images):
     return PatchEmbedding(config.hidden_dim, name="patch_embedding")(x)
 
 
-def _embeddings(config, x):
+def _embeddings(config, x, images):
     """Class/distillation tokens, position embedding, registers, pre-norm."""
 
     def prefix(x):
@@ -441,11 +448,20 @@ def _embeddings(config, x):
 
     if config.class_token_position:
         x = prefix(x)
-    x = PositionEmbedding(
-        grid_size=config.grid_size,
-        num_prefix_tokens=config.position_prefix_tokens,
-        name="position_embedding",
-    )(x)
+    if config.dynamic_image_size:
+        # The table follows the images' size, resampled in the graph.
+        x = PositionEmbedding(
+            grid_size=config.grid_size,
+            num_prefix_tokens=config.position_prefix_tokens,
+            patch_size=config.patch_size,
+            name="position_embedding",
+        )(x, images=images)
+    else:
+        x = PositionEmbedding(
+            grid_size=config.grid_size,
+            num_prefix_tokens=config.position_prefix_tokens,
+            name="position_embedding",
+        )(x)
     if not config.class_token_position:
         x = prefix(x)
     if config.num_registers:
@@ -827,6 +843,12 @@ def vit_config(model):
     head = layers.get("head")
     activation = getattr(getattr(head, "activation", None), "__name__", None)
     _, height, width, channels = model.input_shape
+    positions = layers["position_embedding"]
+    dynamic = getattr(positions, "patch_size", None) is not None
+    if dynamic:
+        # Any size at run time: the size the table was trained for.
+        height = positions.grid_size[0] * positions.patch_size[0]
+        width = positions.grid_size[1] * positions.patch_size[1]
     has_class = "class_token" in layers
     has_dist = "distillation_token" in layers
     registers = layers.get("register_tokens")
@@ -864,5 +886,6 @@ def vit_config(model):
             or not (has_class or has_dist)
         ),
         pre_norm="pre_norm" in layers,
+        dynamic_image_size=dynamic,
         name=model.name,
     )

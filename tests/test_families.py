@@ -44,33 +44,84 @@ def golden():
     return np.load(os.path.join(FIXTURES, "family_golden.npz"))
 
 
-def _load(family, size):
+def _load(family, size=(32, 32), **kwargs):
     path = os.path.join(FIXTURES, f"family_{family}.safetensors")
     return keras_vit.from_preset(
-        path, image_size=size, num_heads=2, progress=False, **FAMILIES[family]
+        path,
+        image_size=size,
+        num_heads=2,
+        progress=False,
+        **FAMILIES[family],
+        **kwargs,
     )
 
 
-@pytest.mark.parametrize("size", [32, 48], ids=["trained_size", "size_48"])
+def _outputs(model, golden, size):
+    images = golden["images"][:, : size[0], : size[1]]
+    return keras.ops.convert_to_numpy(model(images))
+
+
+def _assert_close(got, want):
+    assert got.shape == want.shape
+    scale = float(np.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * scale)
+
+
+SIZES = [(32, 32), (48, 48), (24, 24), (40, 56)]
+
+
+@pytest.mark.parametrize(
+    "size", SIZES, ids=["trained_size", "48", "24", "40x56"]
+)
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_a_timm_file_of_each_family_computes_timms_outputs(
     family, size, golden
 ):
+    """Built at each size, the position embedding resampled at load time."""
     model = _load(family, size)
-    images = golden["images"][:, :size, :size]
-    got = keras.ops.convert_to_numpy(model(images))
-    want = golden[f"{family}/{size}"]
-    assert got.shape == want.shape
-    scale = float(np.abs(want).max())
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * scale)
+    _assert_close(_outputs(model, golden, size), golden[_key(family, size)])
     config = vit_config(model)
     for key, value in READ_FROM_FILE[family].items():
         assert config[key] == value, key
 
 
+def _key(family, size):
+    return f"{family}/{size[0]}x{size[1]}"
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_one_model_takes_any_image_size_as_timm_does(family, golden):
+    """`dynamic_image_size=True`: one model, built at 32x32, resamples its
+    position embedding in the graph for each size (timm's
+    `dynamic_img_size`)."""
+    model = _load(family, dynamic_image_size=True)
+    assert model.input_shape == (None, None, None, 3)
+    config = vit_config(model)
+    assert config.dynamic_image_size and config.image_size == (32, 32)
+    for size in SIZES:
+        _assert_close(_outputs(model, golden, size), golden[_key(family, size)])
+
+
+def test_a_dynamic_model_saves_loads_and_refuses_a_size_off_the_patches(
+    tmp_path, golden
+):
+    model = _load("dinov2_reg", dynamic_image_size=True)
+    path = tmp_path / "dynamic.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    for size in SIZES:
+        np.testing.assert_allclose(
+            _outputs(loaded, golden, size),
+            _outputs(model, golden, size),
+            atol=1e-6,
+        )
+    with pytest.raises(ValueError, match=r"divisible by the patch size.*30"):
+        model(np.zeros((1, 30, 32, 3), "float32"))
+
+
 def test_a_family_model_saves_and_loads_in_safe_mode(tmp_path, golden):
     for family in ("deit_distilled", "dinov2_reg", "clip_openai", "siglip"):
-        model = _load(family, 32)
+        model = _load(family)
         path = tmp_path / f"{family}.keras"
         model.save(path)
         loaded = keras.saving.load_model(path, safe_mode=True)
@@ -147,13 +198,13 @@ def test_attention_maps_leave_registers_and_the_distillation_token_out(
 
     x = golden["images"][:1, :32, :32]
     for family in ("dinov2_reg", "deit_distilled"):
-        model = _load(family, 32)
+        model = _load(family)
         maps = attention_maps(model, x)
         # 2 blocks, 1 image, 2 heads, the class token and 4 x 4 patches.
         assert maps.shape == (2, 1, 2, 17, 17)
         assert attention_rollout(maps).shape == (1, 4, 4)
     with pytest.raises(ValueError, match="no class token"):
-        attention_maps(_load("siglip", 32), x)
+        attention_maps(_load("siglip"), x)
 
 
 @pytest.mark.parametrize("family", ["deit_distilled", "dinov2_reg", "siglip"])
@@ -161,7 +212,7 @@ def test_a_family_model_exports_and_verifies(family, tmp_path, golden):
     from export import export_onnx
     from export import export_tflite
 
-    model = _load(family, 32)
+    model = _load(family)
     x = golden["images"][:, :32, :32]
     for report in (
         export_onnx(model, tmp_path / "m.onnx", samples=x),
@@ -227,3 +278,33 @@ def test_a_family_checkpoint_fine_tunes_from_the_cli_and_exports_verified(
     assert export_main(argv) == 0
     report = json.loads((export / "report.json").read_text())
     assert report["passed"] and len(report["reports"]) == 3
+
+
+def test_attention_maps_of_a_dynamic_model_follow_the_image_size(golden):
+    from keras_vit.attention import attention_maps
+
+    model = _load("dinov2_reg", dynamic_image_size=True)
+    maps = attention_maps(model, golden["images"][:1, :48, :40])
+    # The class token and the 6 x 5 patches; the 4 registers left out.
+    assert maps.shape == (2, 1, 2, 31, 31)
+    with pytest.raises(ValueError, match="multiples of 8x8"):
+        attention_maps(model, golden["images"][:1, :30, :32])
+
+
+def test_a_model_of_any_size_exports_at_its_trained_size(tmp_path, capsys):
+    import json
+
+    from export.cli import main as export_main
+
+    model = _load("dinov2_reg", dynamic_image_size=True)
+    path = tmp_path / "dynamic.keras"
+    model.save(path)
+    out = tmp_path / "export"
+    argv = [str(path), "--to", str(out), "--formats", "saved_model,onnx"]
+    assert export_main(argv) == 0
+    assert "the model takes any image size" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    # Raw images of any size in, resized to the trained 32x32 inside.
+    assert manifest["preprocessing"]["resize"]["size"] == [32, 32]
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed"]

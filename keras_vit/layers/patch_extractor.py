@@ -68,6 +68,9 @@ class PatchExtractor(keras.layers.Layer):
         self._check_input_shape(input_shape)
 
     def call(self, inputs):
+        # Sizes known only now (a model that takes any size) are checked
+        # here: a clear error rather than a failed reshape.
+        self._check_input_shape(inputs.shape)
         ph, pw = self.patch_size
         channels = inputs.shape[-1]
         height, width = inputs.shape[1], inputs.shape[2]

@@ -31,6 +31,21 @@ def _filter_weights(source, target, method):
     return weights / weights.sum(axis=1, keepdims=True)
 
 
+def _graph_filter_weights(source, target):
+    """`_filter_weights(source, target, "bicubic")` in the graph, for a
+    `target` known only when the model runs (Keras ops)."""
+    inverse = ops.divide(float(source), ops.cast(target, "float32"))
+    widening = ops.maximum(inverse, 1.0)
+    centres = (ops.cast(ops.arange(target), "float32") + 0.5) * inverse
+    pixels = ops.cast(ops.arange(source), "float32") + 0.5
+    x = ops.abs(pixels[None, :] - centres[:, None]) / widening
+    a = -0.5
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    weights = ops.where(x < 1.0, near, ops.where(x < 2.0, far, 0.0))
+    return weights / ops.sum(weights, axis=1, keepdims=True)
+
+
 def resize_position_embedding(
     embedding,
     source_grid,
@@ -135,6 +150,12 @@ class PositionEmbedding(keras.layers.Layer):
             patches (the class token). Defaults to `1`.
         initializer: initializer for the table. Defaults to
             `RandomNormal(stddev=0.02)`.
+        patch_size: int, tuple of two ints or `None`. When given, the
+            layer follows the image size at run time: it is called as
+            `layer(tokens, images=images)` and resamples its `grid_size`
+            table in the graph to the images' patch grid (PyTorch's
+            antialiased bicubic filter, as timm's `dynamic_img_size`).
+            Defaults to `None` (a fixed grid).
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Input shape:
@@ -154,9 +175,20 @@ class PositionEmbedding(keras.layers.Layer):
     """
 
     def __init__(
-        self, grid_size=None, num_prefix_tokens=1, initializer=None, **kwargs
+        self,
+        grid_size=None,
+        num_prefix_tokens=1,
+        initializer=None,
+        patch_size=None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
+        # With a patch size the table follows the images' size at run time.
+        self.patch_size = (
+            None
+            if patch_size is None
+            else normalize_pair(patch_size, "patch_size")
+        )
         self.grid_size = (
             None
             if grid_size is None
@@ -170,6 +202,9 @@ class PositionEmbedding(keras.layers.Layer):
         self.initializer = keras.initializers.get(initializer)
 
     def build(self, input_shape):
+        if self.patch_size is not None:
+            self._build_dynamic(input_shape)
+            return
         if len(input_shape) != 3 or None in input_shape[1:]:
             raise ValueError(
                 "`PositionEmbedding` expects a sequence of shape "
@@ -195,12 +230,63 @@ class PositionEmbedding(keras.layers.Layer):
             initializer=self.initializer,
         )
 
-    def call(self, inputs):
+    def _build_dynamic(self, input_shape):
+        if self.grid_size is None:
+            raise ValueError(
+                "A `PositionEmbedding` that follows the image size "
+                "(`patch_size` given) needs the `grid_size` its table is "
+                "trained for. Received: grid_size=None"
+            )
+        if len(input_shape) != 3 or input_shape[2] is None:
+            raise ValueError(
+                "`PositionEmbedding` expects a sequence of shape "
+                "(batch, num_tokens, hidden_dim) with a known hidden_dim. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        rows = self.num_prefix_tokens + self.grid_size[0] * self.grid_size[1]
+        self.embedding = self.add_weight(
+            name="embedding",
+            shape=(1, rows, input_shape[2]),
+            initializer=self.initializer,
+        )
+
+    def call(self, inputs, images=None):
+        table = ops.cast(self.embedding, inputs.dtype)
+        if self.patch_size is not None:
+            if images is None:
+                raise ValueError(
+                    "A `PositionEmbedding` that follows the image size is "
+                    "called with `images=` (the model's input)."
+                )
+            table = self._table_for(images, table)
         # (B, L, D) + (1, L, D)
-        return inputs + ops.cast(self.embedding, inputs.dtype)
+        return inputs + table
+
+    def _table_for(self, images, table):
+        """The table resampled in the graph to the images' patch grid:
+        PyTorch's antialiased bicubic filter, as timm's
+        `dynamic_img_size` models resample theirs."""
+        (g0, g1), dim = self.grid_size, table.shape[-1]
+        shape = ops.shape(images)
+        rows = shape[1] // self.patch_size[0]
+        cols = shape[2] // self.patch_size[1]
+        prefix = table[:, : self.num_prefix_tokens]
+        grid = ops.reshape(table[:, self.num_prefix_tokens :], (g0, g1 * dim))
+        weights = ops.cast(_graph_filter_weights(g0, rows), table.dtype)
+        x = ops.matmul(weights, grid)  # (rows, g1 * D)
+        x = ops.transpose(ops.reshape(x, (rows, g1, dim)), (1, 0, 2))
+        x = ops.reshape(x, (g1, rows * dim))
+        weights = ops.cast(_graph_filter_weights(g1, cols), table.dtype)
+        x = ops.matmul(weights, x)  # (cols, rows * D)
+        x = ops.transpose(ops.reshape(x, (cols, rows, dim)), (1, 0, 2))
+        x = ops.reshape(x, (1, rows * cols, dim))  # row-major patches
+        return ops.concatenate([prefix, x], axis=1)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, images=None):
+        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
     def _current_grid(self):
         if self.grid_size is not None:
@@ -250,4 +336,6 @@ class PositionEmbedding(keras.layers.Layer):
                 "initializer": keras.initializers.serialize(self.initializer),
             }
         )
+        if self.patch_size is not None:
+            config["patch_size"] = self.patch_size
         return config
