@@ -77,6 +77,16 @@ ARCHITECTURE_OPTIONS = {
     "pre_norm": "a LayerNorm before the first block, as in CLIP (default off)",
     "activation": "the MLPs' activation (default gelu)",
 }
+# The options the families need, which a checkpoint's arrays say (`None` as
+# a `build_vit` keyword: the checkpoint's, else the default).
+FAMILY_OPTIONS = (
+    "class_token",
+    "distillation_token",
+    "num_registers",
+    "class_token_position",
+    "layer_scale",
+    "pre_norm",
+)
 CHOICES = {
     "tokenizer": TOKENIZERS,
     "pooling": POOLINGS,
@@ -397,27 +407,3 @@ class ViTConfig:
     @classmethod
     def from_json(cls, text):
         return cls.from_dict(json.loads(text))
-
-    def architecture(self):
-        """The fields that shape the weights (what a checkpoint fixes)."""
-        keep = (
-            "patch_size",
-            "channels",
-            "hidden_dim",
-            "depth",
-            "num_heads",
-            "mlp_dim",
-            "tokenizer",
-            "pooling",
-            "representation_size",
-            "class_token",
-            "distillation_token",
-            "num_registers",
-            "class_token_position",
-            "layer_scale",
-            "pre_norm",
-            "activation",
-            "layer_norm_epsilon",
-            "locality_attention",
-        )
-        return {key: self.to_dict()[key] for key in keep}

@@ -8,6 +8,7 @@ import keras
 from keras_vit import checkpoints
 from keras_vit import presets
 from keras_vit.activations import resolve_activation
+from keras_vit.config import FAMILY_OPTIONS
 from keras_vit.config import ViTConfig
 from keras_vit.layers import AttentionPooling
 from keras_vit.layers import ClassifierHead
@@ -387,15 +388,7 @@ def _is_count(value):
 _OPTION_DEFAULTS = {
     f.name: f.default
     for f in dataclasses.fields(ViTConfig)
-    if f.name
-    in (
-        "class_token",
-        "distillation_token",
-        "num_registers",
-        "class_token_position",
-        "layer_scale",
-        "pre_norm",
-    )
+    if f.name in FAMILY_OPTIONS
 }
 
 

@@ -81,6 +81,21 @@ def check_dropout_behavior(layer, x, samples=400):
     assert np.all(np.abs(mean - inference) <= 5 * standard_error + 1e-5)
 
 
+def write_colour_folder(root, side, count):
+    """Three classes of `side`x`side` PNGs under `root`: reddish, greenish
+    and bluish noise, `count` of each; returns `root`."""
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("red", "green", "blue")):
+        (root / name).mkdir()
+        for i in range(count):
+            image = rng.integers(0, 120, (side, side, 3))
+            image[..., label] += 120
+            keras.utils.save_img(
+                root / name / f"{i}.png", image.astype("uint8")
+            )
+    return root
+
+
 class FileServer:
     """Serves files from a dict; `mode` cuts transfers on purpose."""
 

@@ -13,6 +13,7 @@ import pytest
 
 import keras_vit
 from keras_vit.model import vit_config
+from tests.helpers import write_colour_folder
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 # What the arrays cannot say: CLIP's LayerNorm epsilon and OpenAI's QuickGELU.
@@ -225,17 +226,7 @@ def test_a_family_model_exports_and_verifies(family, tmp_path, golden):
 @pytest.fixture(scope="module")
 def colour_folder(tmp_path_factory):
     """Three classes of 32x32 PNGs: reddish, greenish, bluish noise."""
-    root = tmp_path_factory.mktemp("colours")
-    rng = np.random.default_rng(0)
-    for label, name in enumerate(("red", "green", "blue")):
-        (root / name).mkdir()
-        for i in range(20):
-            image = rng.integers(0, 120, (32, 32, 3))
-            image[..., label] += 120
-            keras.utils.save_img(
-                root / name / f"{i}.png", image.astype("uint8")
-            )
-    return root
+    return write_colour_folder(tmp_path_factory.mktemp("colours"), 32, 20)
 
 
 @pytest.mark.parametrize(

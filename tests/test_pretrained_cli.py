@@ -19,6 +19,7 @@ from keras_vit import presets
 from keras_vit.cli import main
 from keras_vit.presets import Preset
 from tests.helpers import FileServer
+from tests.helpers import write_colour_folder
 from tests.test_cli import _cli
 from tests.test_cli import _env
 
@@ -28,17 +29,7 @@ SMALL = dict(patch_size=8, hidden_dim=32, depth=2, num_heads=4, mlp_dim=64)
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Three classes of 12x12 PNGs: reddish, greenish, bluish noise."""
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for label, name in enumerate(("red", "green", "blue")):
-        (root / name).mkdir()
-        for i in range(30):
-            image = rng.integers(0, 120, (12, 12, 3))
-            image[..., label] += 120
-            keras.utils.save_img(
-                root / name / f"{i}.png", image.astype("uint8")
-            )
-    return root
+    return write_colour_folder(tmp_path_factory.mktemp("images"), 12, 30)
 
 
 @pytest.fixture(scope="module")
