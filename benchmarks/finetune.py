@@ -116,7 +116,10 @@ def main():
         "--tokenizer",
         "patch",
         "--pooling",
-        "token",
+        arch.get("pooling") or "token",
+        "--class-token"
+        if arch.get("class_token", True)
+        else "--no-class-token",
         "--patch-size",
         arch["patch_size"],
         "--hidden-dim",
@@ -127,6 +130,17 @@ def main():
         arch["num_heads"],
         "--mlp-dim",
         arch["mlp_dim"],
+        # The checkpoint's family options: the same backbone from scratch.
+        "--num-registers",
+        arch.get("num_registers", 0),
+        *(
+            ["--layer-scale", arch["layer_scale"]]
+            if arch.get("layer_scale")
+            else []
+        ),
+        "--pre-norm" if arch.get("pre_norm") else "--no-pre-norm",
+        "--activation",
+        arch.get("activation") or "gelu",
     ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -679,6 +679,13 @@ def read_pretrained(weights, progress=True, num_heads=None):
                 "patch_embedding layer"
             )
         arrays = checkpoints.model_arrays(trained)
+        # What arrays cannot say, the model's own configuration does.
+        own = vit_config(trained)
+        kept = {
+            "activation": own.activation,
+            "layer_norm_epsilon": own.layer_norm_epsilon,
+            "layer_scale": own.layer_scale,
+        }
     else:
         _check_weights_path(path)
         if path.endswith(".weights.h5"):
@@ -692,7 +699,7 @@ def read_pretrained(weights, progress=True, num_heads=None):
     if path.endswith(".keras"):
         from keras_vit.saving import transform_for
 
-        beside = {"config": {}, "transform": transform_for(path)}
+        beside = {"config": kept, "transform": transform_for(path)}
     else:
         beside = checkpoints.settings_beside(path)
     config.update(beside["config"])

@@ -299,3 +299,28 @@ def test_a_model_of_any_size_exports_at_its_trained_size(tmp_path, capsys):
     assert manifest["preprocessing"]["resize"]["size"] == [32, 32]
     report = json.loads((out / "report.json").read_text())
     assert report["passed"]
+
+
+def test_a_keras_file_as_checkpoint_keeps_what_arrays_cannot_say(tmp_path):
+    from keras_vit.model import build_pretrained
+    from keras_vit.model import read_pretrained
+
+    model = keras_vit.build_vit(
+        image_size=16,
+        patch_size=4,
+        hidden_dim=16,
+        depth=1,
+        num_heads=2,
+        mlp_dim=32,
+        num_classes=3,
+        activation="quick_gelu",
+        layer_scale=0.1,
+        layer_norm_epsilon=1e-5,
+        pre_norm=True,
+    )
+    model.save(tmp_path / "m.keras")
+    checkpoint = read_pretrained(str(tmp_path / "m.keras"))
+    rebuilt, _ = build_pretrained(checkpoint, num_classes=5)
+    config = vit_config(rebuilt)
+    assert config.activation == "quick_gelu" and config.layer_scale == 0.1
+    assert config.layer_norm_epsilon == 1e-5 and config.pre_norm
