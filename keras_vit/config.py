@@ -6,9 +6,13 @@ back with `vit_config(model)`, the `config.json` of a training run and the
 command line's architecture flags. The configuration is checked once, when
 it is made; `keras_vit.model.assemble(config)` builds the graph from it.
 
-A new architecture option is one field here (with its check), one place in
-`assemble`, and, where a checkpoint holds it, one line in
-`keras_vit.checkpoints`.
+Adding an architecture option (as `pre_norm` was added): here, a field with
+its check and its entry in `ARCHITECTURE_OPTIONS` (the command line's flag
+and the recipes' key follow) and, for a family option, `FAMILY_OPTIONS`;
+in `keras_vit.model`, its `build_vit` keyword, its layer in `assemble` and
+the line of `vit_config` that reads it back; where checkpoints hold it, its
+names in `keras_vit.checkpoints` (the timm key, the model layout and what
+`family_options` reads from the arrays).
 """
 
 import dataclasses
