@@ -101,13 +101,19 @@ def folder_lock(folder):
     stale lock, and the same command resumes. The file records the
     holder's pid for the message a second run gets.
 
+    When the block fails, the lock file it made goes, and so does the
+    folder if it made it and nothing else is in it.
+
     Raises:
         FolderInUseError: another process holds the lock; the message names
             the folder and the holder's pid.
     """
+    made_folder = not os.path.exists(folder)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, ".lock")
+    made_lock = not os.path.exists(path)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    failed = True
     try:
         try:
             _lock(fd)
@@ -123,8 +129,20 @@ def folder_lock(folder):
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         yield
+        failed = False
     finally:
         os.close(fd)  # Releases the lock.
+        if failed and made_lock:
+            _remove_lock(folder, path, made_folder)
+
+
+def _remove_lock(folder, path, made_folder):
+    """After a failed run: the lock file it made, and its folder if the run
+    made it and left nothing else in it (no half-written output)."""
+    with contextlib.suppress(OSError):
+        os.remove(path)
+        if made_folder and not os.listdir(folder):
+            os.rmdir(folder)
 
 
 def _lock(fd):

@@ -237,3 +237,14 @@ def test_history_is_one_header_and_one_row_per_finished_epoch(tmp_path):
     logger.on_train_end()
     with open(history) as f:
         assert [r[0] for r in csv.reader(f)] == ["epoch", "0"]
+
+
+def test_a_run_refused_before_it_starts_leaves_no_folder(tmp_path, capsys):
+    from keras_vit.cli import main
+
+    out = tmp_path / "never"
+    args = ["train", "--dataset", "digits", "--out", str(out)]
+    args += ["--hidden-dim", "10", "--num-heads", "3", "--epochs", "1"]
+    assert main(args) == 2
+    assert "hidden_dim=10, num_heads=3" in capsys.readouterr().err
+    assert not out.exists()
