@@ -8,41 +8,27 @@ from keras_vit.layers._utils import normalize_pair
 _RESIZE_METHODS = ("bilinear", "bicubic", "nearest")
 
 
-def _filter_weights(source, target, method):
+def _filter_weights(source, target, method="bicubic"):
     """`(target, source)` weights of an antialiased resize (PIL's rule).
 
     Sample positions `(i + 0.5) * source / target`, the filter widened by
     `max(source / target, 1)`, each row normalized: PyTorch's
     `interpolate(..., antialias=True)` (bicubic with a = -0.5), which timm
-    uses to resample position embeddings.
+    uses to resample position embeddings. Keras ops: `target` may be known
+    only when the model runs.
     """
-    inverse = source / target
-    widening = max(inverse, 1.0)
-    centres = (np.arange(target) + 0.5) * inverse
-    distance = np.abs(np.arange(source)[None, :] + 0.5 - centres[:, None])
-    x = distance / widening
-    if method == "bicubic":
-        a = -0.5
-        near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-        far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
-        weights = np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
-    else:
-        weights = np.maximum(1.0 - x, 0.0)
-    return weights / weights.sum(axis=1, keepdims=True)
-
-
-def _graph_filter_weights(source, target):
-    """`_filter_weights(source, target, "bicubic")` in the graph, for a
-    `target` known only when the model runs (Keras ops)."""
     inverse = ops.divide(float(source), ops.cast(target, "float32"))
     widening = ops.maximum(inverse, 1.0)
     centres = (ops.cast(ops.arange(target), "float32") + 0.5) * inverse
     pixels = ops.cast(ops.arange(source), "float32") + 0.5
     x = ops.abs(pixels[None, :] - centres[:, None]) / widening
-    a = -0.5
-    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
-    weights = ops.where(x < 1.0, near, ops.where(x < 2.0, far, 0.0))
+    if method == "bicubic":
+        a = -0.5
+        near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+        far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+        weights = ops.where(x < 1.0, near, ops.where(x < 2.0, far, 0.0))
+    else:
+        weights = ops.maximum(1.0 - x, 0.0)
     return weights / ops.sum(weights, axis=1, keepdims=True)
 
 
@@ -112,8 +98,10 @@ def resize_position_embedding(
                 '`antialias=True` filters with "bilinear" or "bicubic". '
                 f"Received: method={method!r}"
             )
-        rows = _filter_weights(source_grid[0], target_grid[0], method)
-        cols = _filter_weights(source_grid[1], target_grid[1], method)
+        rows, cols = (
+            ops.convert_to_numpy(_filter_weights(n, m, method))
+            for n, m in zip(source_grid, target_grid)
+        )
         resized = np.einsum(
             "ih,bhwd,jw->bijd", rows, grid.astype("float64"), cols
         )
@@ -272,11 +260,11 @@ class PositionEmbedding(keras.layers.Layer):
         cols = shape[2] // self.patch_size[1]
         prefix = table[:, : self.num_prefix_tokens]
         grid = ops.reshape(table[:, self.num_prefix_tokens :], (g0, g1 * dim))
-        weights = ops.cast(_graph_filter_weights(g0, rows), table.dtype)
+        weights = ops.cast(_filter_weights(g0, rows), table.dtype)
         x = ops.matmul(weights, grid)  # (rows, g1 * D)
         x = ops.transpose(ops.reshape(x, (rows, g1, dim)), (1, 0, 2))
         x = ops.reshape(x, (g1, rows * dim))
-        weights = ops.cast(_graph_filter_weights(g1, cols), table.dtype)
+        weights = ops.cast(_filter_weights(g1, cols), table.dtype)
         x = ops.matmul(weights, x)  # (cols, rows * D)
         x = ops.transpose(ops.reshape(x, (cols, rows, dim)), (1, 0, 2))
         x = ops.reshape(x, (1, rows * cols, dim))  # row-major patches
