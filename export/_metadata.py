@@ -40,9 +40,19 @@ def _method(transform):
 
 
 def describe(
-    image_shape, output_names, class_names, preprocessing, input_range
+    image_shape,
+    output_names,
+    class_names,
+    preprocessing,
+    input_range,
+    any_size=None,
 ):
-    """The JSON-able description of an exported classifier."""
+    """The JSON-able description of an exported classifier.
+
+    `any_size`: the patch size of a model whose float32 input takes any
+    height and width that are multiples of it (`takes_any_size`), else
+    `None`: the input is then `image_shape`.
+    """
     from keras_vit.transform import as_transform
 
     height, width, channels = (int(v) for v in image_shape)
@@ -72,6 +82,12 @@ def describe(
             "layout": "NHWC",
             "color": color,
         }
+        if any_size is not None:
+            inputs["shape"] = [None, None, None, channels]
+            inputs["note"] = (
+                "any height and width that are multiples of "
+                f"{any_size[0]}x{any_size[1]}; trained at {height}x{width}"
+            )
         scaled = (
             f"scaled from [0, 255] to [{low:g}, {high:g}]"
             if low is not None

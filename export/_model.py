@@ -11,31 +11,53 @@ def load_model(path, unsafe=False):
     return exportable_model(safe_load(path, unsafe=unsafe))
 
 
-def exportable_model(model):
+def exportable_model(model, any_size=False):
     """`model` as the exporters take it: float32 (`float32_model`), and at
-    a fixed image size.
+    a fixed image size unless `any_size`.
 
-    A `build_vit(dynamic_image_size=True)` model takes any image size; the
-    exported graphs take the size its position embedding was trained for
-    (`vit_config(model).image_size`), so this returns a copy built at that
-    size with the same weights. With preprocessing inside (the default)
-    the exported files still take images of any size, resized to it.
+    A `build_vit(dynamic_image_size=True)` model takes any image size whose
+    sides are multiples of its patch size. With `any_size` (SavedModel and
+    ONNX) it is returned as it is, and the exported graphs that take model
+    inputs take any such size too (`takes_any_size`). Without it (TFLite,
+    whose converter needs fixed shapes) this returns a copy built at the
+    size its position embedding was trained for (`vit_config(model)
+    .image_size`) with the same weights. Either way, files with
+    preprocessing inside take raw images of any size and resize them to
+    the trained size, as training did.
     """
     model = float32_model(model)
-    if not isinstance(model, keras.Model) or None not in tuple(
-        model.input_shape[1:3]
-    ):
+    if not _dynamic(model) or any_size:
         return model
     from keras_vit.model import assemble
     from keras_vit.model import vit_config
 
-    try:
-        config = vit_config(model)
-    except ValueError:
-        return model  # `image_spec` names what was expected.
-    fixed = assemble(config.replace(dynamic_image_size=False))
+    fixed = assemble(vit_config(model).replace(dynamic_image_size=False))
     fixed.set_weights(model.get_weights())
     return fixed
+
+
+def _dynamic(model):
+    """Whether `model` is a keras-vit model built for any image size."""
+    if not isinstance(model, keras.Model) or None not in tuple(
+        getattr(model, "input_shape", (0, 0, 0))[1:3]
+    ):
+        return False
+    from keras_vit.model import vit_config
+
+    try:
+        return vit_config(model).dynamic_image_size
+    except ValueError:
+        return False  # `image_spec` names what was expected.
+
+
+def takes_any_size(model):
+    """`(patch_height, patch_width)` for a model that takes images of any
+    size whose sides are multiples of them, else `None`."""
+    if not _dynamic(model):
+        return None
+    from keras_vit.model import vit_config
+
+    return vit_config(model).patch_size
 
 
 def float32_model(model):
@@ -80,7 +102,9 @@ def float32_model(model):
 
 
 def image_spec(model):
-    """Returns the model's `(height, width, channels)` image input shape.
+    """Returns the model's `(height, width, channels)` image input shape
+    (for a model that takes any size, `takes_any_size`, the size it was
+    trained at).
 
     Raises when the model is not a Keras model with exactly one image input
     `(batch, height, width, channels)` of known size and one output.
@@ -98,6 +122,10 @@ def image_spec(model):
             f"Received: a model with {count} inputs"
         )
     shape = tuple(inputs[0].shape)
+    if len(shape) == 4 and _dynamic(model):
+        from keras_vit.model import vit_config
+
+        shape = (None, *vit_config(model).image_size, shape[3])
     if len(shape) != 4 or None in shape[1:]:
         raise ValueError(
             "The model input must be images of a fixed size, "
@@ -154,10 +182,12 @@ def serving_function(
     """A `tf.function` from `images` (any batch) to the model's outputs.
 
     Without `preprocessing`, `images` are float32 model inputs
-    `(batch, height, width, channels)`. With it, `images` are the decoded
-    `uint8` pixels of any height and width (one size per batch), scaled to
-    `input_range` and resized in the graph exactly as training does
-    (`keras_vit.preprocessing.preprocess_batch_graph`, built-in ops only).
+    `(batch, height, width, channels)`, of any height and width (multiples
+    of the patch size) for a model that `takes_any_size`. With it,
+    `images` are the decoded `uint8` pixels of any height and width (one
+    size per batch), scaled to `input_range` and resized in the graph
+    exactly as training does (`keras_vit.preprocessing
+    .preprocess_batch_graph`, built-in ops only).
     Returns `(function, input_spec)`; the outputs are `output_names(model)`.
 
     With `weights_as_inputs`, the function takes each of
@@ -172,6 +202,10 @@ def serving_function(
     if preprocessing:
         spec = tf.TensorSpec(
             (None, None, None, channels), tf.uint8, name="images"
+        )
+    elif takes_any_size(model):
+        spec = tf.TensorSpec(
+            (None, None, None, channels), tf.float32, name="images"
         )
     else:
         spec = tf.TensorSpec(

@@ -23,6 +23,7 @@ from export._model import exportable_model
 from export._model import image_spec
 from export._model import load_model
 from export._model import output_names
+from export._model import takes_any_size
 from export.onnx_model import export_onnx
 from export.quantize import AccuracyBudgetError
 from export.quantize import format_measurements
@@ -291,13 +292,16 @@ def run_export(args, log):
     from keras_vit.saving import load_model as load_keras_model
 
     loaded = load_keras_model(args.model, unsafe=args.unsafe)
-    model = exportable_model(loaded)
+    model = exportable_model(loaded, any_size=True)
     shape = image_spec(model)
-    if None in tuple(getattr(loaded, "input_shape", (0, 0, 0))[1:3]):
+    patch = takes_any_size(model)
+    if patch is not None:
         log(
-            f"the model takes any image size; the exported graphs take its "
-            f"trained {shape[0]}x{shape[1]} (raw images of any size are "
-            "resized to it)"
+            "the model takes any image size (multiples of "
+            f"{patch[0]}x{patch[1]}): so do the float32 inputs of the "
+            "SavedModel (serving_tensor) and of ONNX files written with "
+            f"--no-preprocessing; TFLite takes its trained {shape[0]}x"
+            f"{shape[1]}, and raw images are resized to it"
         )
     args.input_range = _model_transform(args)
     # Before anything is read or written: every export must fit.
@@ -472,6 +476,7 @@ def _manifest(args, model, shape, class_names, artifacts):
             class_names,
             args.preprocessing,
             args.input_range,
+            any_size=takes_any_size(model),
         ),
         "artifacts": artifacts,
     }

@@ -21,6 +21,7 @@ from export._model import image_spec
 from export._model import model_variables
 from export._model import output_names
 from export._model import serving_function
+from export._model import takes_any_size
 from export.quantize import DEFAULT_KEEP_FLOAT
 from export.quantize import check_keep_float
 from export.quantize import quantize_onnx
@@ -222,6 +223,7 @@ def convert(
         class_names,
         preprocessing,
         input_range,
+        any_size=takes_any_size(model),
     )
     embed_onnx_metadata(model_proto, description)
     return model_proto, weights
@@ -349,7 +351,7 @@ def export_onnx(
         raise ValueError(
             f"`opset` must be an int >= 13. Received: opset={opset!r}"
         )
-    model = exportable_model(model)
+    model = exportable_model(model, any_size=True)
     check_memory(model, [("onnx", quantize)])
     names = class_names_of(model, class_names)
     path, samples = prepare(

@@ -123,7 +123,7 @@ def export_saved_model(
     >>> export_saved_model(model, out, preprocessing=True).passed
     True
     """
-    model = exportable_model(model)
+    model = exportable_model(model, any_size=True)
     check_memory(model, [("saved_model", None)])
     names = class_names_of(model, class_names)
     path, samples = prepare(

@@ -181,6 +181,27 @@ class Runner:
         self.input_dtype = np.dtype(dtype)
         self.raw_images = self.input_dtype == np.uint8
 
+    def tensor_input(self):
+        """`(signature, any_size)` of the entry that takes float32 model
+        inputs: `signature` is `None` for the main one, `"serving_tensor"`
+        for a SavedModel with preprocessing inside, and there is none
+        (`(None, False)`) for other files with preprocessing inside;
+        `any_size` says whether its height and width are free."""
+        if self.format == "saved_model":
+            name = "serving_tensor" if self.raw_images else "serving_default"
+            if name not in self._loaded.signatures:
+                return None, False
+            spec = self._loaded.signatures[name].structured_input_signature
+            shape = next(iter(spec[1].values())).shape
+            free = shape.rank == 4 and None in tuple(shape)[1:3]
+            return (name if self.raw_images else None), free
+        if self.raw_images:
+            return None, False
+        if self.format == "tflite":
+            return None, False
+        dims = self._session.get_inputs()[0].shape
+        return None, any(not isinstance(d, int) for d in dims[1:3])
+
     def outputs(self, images):
         images = np.ascontiguousarray(images, dtype=self.input_dtype)
         if self.format == "saved_model":
@@ -343,10 +364,11 @@ def verify(
     from export._model import image_spec
     from export.samples import ImageFiles
 
-    model = exportable_model(model)
+    model = exportable_model(model, any_size=True)
     if not isinstance(samples, ImageFiles):
         samples = check_samples(samples, image_spec(model))
     runner = Runner(artifact)
+    limits = (tolerance, min_top1_agreement, quantize)
     if runner.raw_images:
         if not isinstance(samples, ImageFiles):
             raise TypeError(
@@ -354,15 +376,9 @@ def verify(
                 "verify it on image files (`export.samples.ImageFiles`). "
                 f"Received: samples of type {type(samples).__name__}"
             )
-        return _verify_files(
-            model,
-            runner,
-            artifact,
-            samples,
-            tolerance,
-            min_top1_agreement,
-            quantize,
-        )
+        diffs, agreement, compared = _verify_files(model, runner, samples)
+        compared += _other_sizes(model, runner, diffs)
+        return _report(runner, artifact, diffs, agreement, limits, compared)
     if isinstance(samples, ImageFiles):
         samples = samples.inputs
     reference = _model_outputs(model, samples)
@@ -377,13 +393,53 @@ def verify(
         f"{len(samples)} float32 input arrays, at batch 1 and batch "
         f"{len(samples)}; outputs {', '.join(sorted(reference))}"
     )
-    limits = (tolerance, min_top1_agreement, quantize)
+    compared += _other_sizes(model, runner, diffs)
     return _report(runner, artifact, diffs, agreement, limits, compared)
 
 
-def _verify_files(
-    model, runner, artifact, files, tolerance, min_top1, quantize
-):
+def other_sizes(image_shape, patch_size):
+    """Two image sizes besides the trained `image_shape[:2]`, multiples of
+    `patch_size`: one taller and wider, one not square."""
+    (height, width), (ph, pw) = image_shape[:2], patch_size
+    smaller = height - ph if height > ph else height + 3 * ph
+    return [(height + ph, width + 2 * pw), (smaller, width + pw)]
+
+
+def _other_sizes(model, runner, diffs):
+    """For a model that takes any size (`takes_any_size`) and a file whose
+    float32 input does too: compares both on two more sizes, adding
+    `diffs["HxW"]`. Returns the words for the report."""
+    from export._model import image_spec
+    from export._model import takes_any_size
+
+    patch = takes_any_size(model)
+    signature, free = runner.tensor_input()
+    if patch is None or not free:
+        return ""
+    shape = image_spec(model)
+    rng = np.random.default_rng(0)
+    sizes = other_sizes(shape, patch)
+    for height, width in sizes:
+        images = rng.uniform(-1.0, 1.0, (2, height, width, shape[2]))
+        images = images.astype("float32")
+        if signature is None:
+            got = runner.outputs(images)
+        else:
+            got = runner.outputs_of(signature, images=images)
+        diffs[f"{height}x{width}"] = _max_diff(
+            got, _model_outputs(model, images)
+        )
+    entry = f" ({signature})" if signature else ""
+    return (
+        f"; the float32 input{entry} also at "
+        + " and ".join(f"{h}x{w}" for h, w in sizes)
+        + " (2 uniform [-1, 1] arrays each)"
+    )
+
+
+def _verify_files(model, runner, files):
+    """`(diffs, agreement, compared)` for a file with preprocessing
+    inside, given image files."""
     reference = _model_outputs(model, files.inputs)
     got = [runner.outputs(image[None]) for image in files.pixels]
     single = {k: np.concatenate([g[k] for g in got]) for k in got[0]}
@@ -418,8 +474,7 @@ def _verify_files(
             f"{len(files) - len(given)} generated pictures agree)"
         )
     compared += f"; outputs {', '.join(sorted(reference))}"
-    limits = (tolerance, min_top1, quantize)
-    return _report(runner, artifact, diffs, agreement, limits, compared)
+    return diffs, agreement, compared
 
 
 def format_table(reports):

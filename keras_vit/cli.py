@@ -597,12 +597,10 @@ def _finetune_config(args, native, examples):
     from keras_vit.model import read_pretrained
     from keras_vit.recipes import choose_finetune_recipe
 
-    # --num-heads: for a file whose head count its arrays cannot say;
-    # --activation: a file cannot say it either (OpenAI CLIP's QuickGELU).
     given = [
         "--" + k.replace("_", "-")
         for k in _ARCHITECTURE_FLAGS
-        if getattr(args, k) is not None and k not in ("num_heads", "activation")
+        if getattr(args, k) is not None and k not in _NOT_IN_THE_ARRAYS
     ]
     if given:
         raise UsageError(
@@ -637,9 +635,21 @@ def _finetune_config(args, native, examples):
         weights=checkpoint["source"],
         freeze_backbone=args.freeze_backbone,
     )
-    if args.activation:
-        config["activation"] = args.activation
+    config.update(_not_in_the_arrays(args))
     return checkpoint, config, reason
+
+
+# What a checkpoint's arrays cannot say, given with --weights: a file's head
+# count, OpenAI CLIP's QuickGELU and CLIP's LayerNorm epsilon.
+_NOT_IN_THE_ARRAYS = ("num_heads", "activation", "layer_norm_epsilon")
+
+
+def _not_in_the_arrays(args):
+    return {
+        key: getattr(args, key)
+        for key in _NOT_IN_THE_ARRAYS[1:]
+        if getattr(args, key) is not None
+    }
 
 
 def _finetune_model(checkpoint, data, config, args):
@@ -654,7 +664,7 @@ def _finetune_model(checkpoint, data, config, args):
         drop_path_rate=args.drop_path_rate,
         class_names=[str(n) for n in data.class_names],
         progress=not args.quiet,
-        **({"activation": args.activation} if args.activation else {}),
+        **_not_in_the_arrays(args),
     )
     if args.freeze_backbone:
         for layer in model.layers:

@@ -80,6 +80,8 @@ ARCHITECTURE_OPTIONS = {
     "value (default off)",
     "pre_norm": "a LayerNorm before the first block, as in CLIP (default off)",
     "activation": "the MLPs' activation (default gelu)",
+    "layer_norm_epsilon": "the LayerNorms' epsilon (default 1e-06; CLIP's "
+    "is 1e-05)",
 }
 # The options the families need, which a checkpoint's arrays say (`None` as
 # a `build_vit` keyword: the checkpoint's, else the default).

@@ -5,6 +5,7 @@ with timm (random weights at test size, timm's own state-dict layout); the
 tests need neither torch nor timm.
 """
 
+import json
 import os
 
 import keras
@@ -282,9 +283,55 @@ def test_attention_maps_of_a_dynamic_model_follow_the_image_size(golden):
         attention_maps(model, golden["images"][:1, :30, :32])
 
 
-def test_a_model_of_any_size_exports_at_its_trained_size(tmp_path, capsys):
-    import json
+@pytest.mark.parametrize("family", ["deit_distilled", "siglip"])
+def test_savedmodel_and_onnx_of_a_dynamic_model_take_any_size_as_timm_does(
+    family, tmp_path, golden
+):
+    """The float32 input of the SavedModel and ONNX files takes any size
+    (multiples of the patch), the position embedding resampled in the
+    graph with matrix products (no Resize op for onnxruntime to get
+    wrong): each file computes timm's outputs at sizes it was not built
+    for. TFLite's converter needs fixed shapes: that file takes 32x32."""
+    import onnx
 
+    from export import export_onnx
+    from export import export_saved_model
+    from export import export_tflite
+    from export.verify import Runner
+
+    model = _load(family, dynamic_image_size=True)
+    x = golden["images"][:, :32, :32]
+    files = {
+        "saved_model": export_saved_model(model, tmp_path / "sm", samples=x),
+        "onnx": export_onnx(model, tmp_path / "m.onnx", samples=x),
+    }
+    for fmt, report in files.items():
+        assert report.passed, report
+        # Trained size at batch 1 and 2, then two more sizes.
+        assert sorted(report.max_abs_diff) == ["1", "2", "24x40", "40x48"]
+        assert "also at 40x48 and 24x40" in report.compared
+        runner = Runner(report.path)
+        for size in SIZES:
+            got = runner(golden["images"][:, : size[0], : size[1]])
+            _assert_close(got, golden[_key(family, size)])
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    assert not [n.op_type for n in graph.node if n.op_type == "Resize"]
+    proto = onnx.load(tmp_path / "m.onnx")
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    note = json.loads(metadata["keras_vit"])["input"]
+    assert note["shape"] == [None, None, None, 3]
+    assert "multiples of 8x8; trained at 32x32" in note["note"]
+    from export._litert import interpreter
+
+    report = export_tflite(model, tmp_path / "m.tflite", samples=x)
+    assert report.passed
+    details = interpreter(model_path=report.path).get_input_details()
+    assert tuple(details[0]["shape"][1:3]) == (32, 32)
+
+
+def test_the_export_command_says_what_a_model_of_any_size_becomes(
+    tmp_path, capsys
+):
     from export.cli import main as export_main
 
     model = _load("dinov2_reg", dynamic_image_size=True)
@@ -293,12 +340,25 @@ def test_a_model_of_any_size_exports_at_its_trained_size(tmp_path, capsys):
     out = tmp_path / "export"
     argv = [str(path), "--to", str(out), "--formats", "saved_model,onnx"]
     assert export_main(argv) == 0
-    assert "the model takes any image size" in capsys.readouterr().err
+    said = [
+        line
+        for line in capsys.readouterr().err.splitlines()
+        if "any image size" in line
+    ]
+    assert len(said) == 1 and "TFLite takes its trained 32x32" in said[0]
     manifest = json.loads((out / "manifest.json").read_text())
     # Raw images of any size in, resized to the trained 32x32 inside.
     assert manifest["preprocessing"]["resize"]["size"] == [32, 32]
     report = json.loads((out / "report.json").read_text())
     assert report["passed"]
+    saved_model = report["reports"][0]
+    # serving_tensor is also checked at two sizes other than the trained.
+    assert {"40x48", "24x40"} <= set(saved_model["max_abs_diff"])
+    argv = [str(path), "--to", str(tmp_path / "tensors"), "--formats"]
+    argv += ["onnx", "--no-preprocessing"]
+    assert export_main(argv) == 0
+    report = json.loads((tmp_path / "tensors" / "report.json").read_text())
+    assert {"40x48", "24x40"} <= set(report["reports"][0]["max_abs_diff"])
 
 
 def test_a_keras_file_as_checkpoint_keeps_what_arrays_cannot_say(tmp_path):
