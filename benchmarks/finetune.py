@@ -13,7 +13,9 @@ the same held-out folder with `keras-vit evaluate`:
   the from-scratch recipe (AdamW, warm-up and cosine, label smoothing);
 - `scratch-recipe`: `keras-vit train` with no model options (the small-data
   recipe: convolutional tokenizer and sequence pooling), the best
-  from-scratch model for small data.
+  from-scratch model for small data;
+- `--option NAME=FLAGS` (repeatable): a fine-tune at the first `--lr` with
+  FLAGS added, e.g. `--option "layer decay 0.75=--layer-decay 0.75"`.
 
     python benchmarks/finetune.py CHECKPOINT TRAIN_FOLDER TEST_FOLDER \\
         --image-size 48 --epochs 20 --batch-size 64 --lr 0.003 0.01 0.03
@@ -91,6 +93,12 @@ def main():
         nargs="+",
         default=["finetune", "probe", "scratch", "scratch-recipe"],
     )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        help="NAME=FLAGS: one more fine-tune run with these train flags",
+    )
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
 
@@ -155,6 +163,24 @@ def main():
                         args.test,
                     )
                 )
+        for number, option in enumerate(args.option):
+            name, _, flags = option.partition("=")
+            rows.append(
+                _run(
+                    name,
+                    os.path.join(tmp, f"option{number}"),
+                    common,
+                    [
+                        *size,
+                        "--weights",
+                        args.checkpoint,
+                        "--lr",
+                        args.lr[0],
+                        *flags.split(),
+                    ],
+                    args.test,
+                )
+            )
         if "probe" in args.runs:
             rows.append(
                 _run(
@@ -186,12 +212,16 @@ def main():
                 )
             )
     print(f"CPU: {cpu_name()}")
-    print("| run | test accuracy | seconds | epochs | batch | lr |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| run | test accuracy | seconds | epochs | batch | lr | "
+        "trainable parameters |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(
             f"| {r['run']} | {r['test_accuracy']:.4f} | {r['seconds']} | "
-            f"{r['epochs']} | {r['batch_size']} | {r['learning_rate']:g} |"
+            f"{r['epochs']} | {r['batch_size']} | {r['learning_rate']:g} | "
+            f"{r['trainable_parameters']:,} |"
         )
     if args.json:
         with open(args.json, "w") as f:

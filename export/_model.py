@@ -12,8 +12,8 @@ def load_model(path, unsafe=False):
 
 
 def exportable_model(model, any_size=False):
-    """`model` as the exporters take it: float32 (`float32_model`), and at
-    a fixed image size unless `any_size`.
+    """`model` as the exporters take it: float32 (`float32_model`), LoRA
+    merged, and at a fixed image size unless `any_size`.
 
     A `build_vit(dynamic_image_size=True)` model takes any image size whose
     sides are multiples of its patch size. With `any_size` (SavedModel and
@@ -26,6 +26,10 @@ def exportable_model(model, any_size=False):
     the trained size, as training did.
     """
     model = float32_model(model)
+    if isinstance(model, keras.Model):
+        from keras_vit.lora import merge_lora
+
+        model = merge_lora(model)  # Plain kernels: the same outputs.
     if not _dynamic(model) or any_size:
         return model
     from keras_vit.model import assemble

@@ -21,6 +21,8 @@ _MODEL_API = {
     "activations": ("keras_vit.activations", None),
     "fused": ("keras_vit.fused", None),
     "layers": ("keras_vit.layers", None),
+    # Registers the optimizers that compiled `.keras` files name.
+    "optimizers": ("keras_vit.optimizers", None),
     "load_weights": ("keras_vit.checkpoints", "load_weights"),
     "save_npz": ("keras_vit.checkpoints", "save_npz"),
     "ViTConfig": ("keras_vit.config", "ViTConfig"),
@@ -56,12 +58,22 @@ if os.environ.get("KERAS_VIT_LIGHT_IMPORT") != "1":
 __version__ = "0.1.0"
 
 # Loaded on first access: they import tf.data and the training stack.
-_LAZY_MODULES = ("data", "preprocessing", "training")
+_LAZY_MODULES = (
+    "data",
+    "features",
+    "lora",
+    "preprocessing",
+    "training",
+)
 _LAZY_NAMES = {
     "attention_maps": "keras_vit.attention",
     "attention_rollout": "keras_vit.attention",
     "class_token_attention": "keras_vit.attention",
     "mean_attention_distance": "keras_vit.attention",
+    "dense_features": "keras_vit.features",
+    "feature_extractor": "keras_vit.features",
+    "enable_lora": "keras_vit.lora",
+    "merge_lora": "keras_vit.lora",
 }
 
 
@@ -93,6 +105,10 @@ __all__ = [
     "class_token_attention",
     "data",
     "decode_variant",
+    "dense_features",
+    "enable_lora",
+    "feature_extractor",
+    "features",
     "from_preset",
     "fused",
     "get_preset",
@@ -100,7 +116,10 @@ __all__ = [
     "layers",
     "list_presets",
     "load_weights",
+    "lora",
     "mean_attention_distance",
+    "merge_lora",
+    "optimizers",
     "preprocessing",
     "preset_labels",
     "presets",

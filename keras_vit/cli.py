@@ -54,6 +54,46 @@ def _architecture_flags(parser):
             parser.add_argument(flag, type=_positive_int, help=help_text)
 
 
+def _fine_tuning_flags(parser):
+    """--layer-decay, --ema, --accumulate and the LoRA flags."""
+    parser.add_argument(
+        "--layer-decay",
+        type=_fraction,
+        help="layer-wise learning-rate decay: block i of depth trains at "
+        "DECAY**(depth-i) times the rate, the embeddings lowest, the head "
+        "at the full rate (default: off)",
+    )
+    parser.add_argument(
+        "--ema",
+        type=_momentum,
+        help="keep an exponential moving average of the weights with this "
+        "momentum; validation, best.keras and model.keras use it (default: "
+        "off)",
+    )
+    parser.add_argument(
+        "--accumulate",
+        type=_at_least_two,
+        help="apply the mean gradient of this many batches as one update "
+        "(an effective batch of --batch-size times this; default: off)",
+    )
+    parser.add_argument(
+        "--lora-rank",
+        type=_positive_int,
+        help="with --weights: freeze the checkpoint and train rank-R LoRA "
+        "updates of the attention projections and the new head",
+    )
+    parser.add_argument(
+        "--lora-alpha",
+        type=_positive_float,
+        help="scale the LoRA updates by ALPHA / rank (default: the rank)",
+    )
+    parser.add_argument(
+        "--lora-mlp",
+        action="store_true",
+        help="with --lora-rank: also adapt the MLP layers",
+    )
+
+
 def _number(convert, valid, expected):
     """An argparse type: `convert(text)` that must satisfy `valid`."""
 
@@ -74,6 +114,9 @@ def _number(convert, valid, expected):
 _positive_int = _number(int, lambda v: v > 0, "a positive integer")
 _rate = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 _positive_float = _number(float, lambda v: v > 0, "a positive number")
+_fraction = _number(float, lambda v: 0.0 < v <= 1.0, "a number in (0, 1]")
+_momentum = _number(float, lambda v: 0.0 < v < 1.0, "a number in (0, 1)")
+_at_least_two = _number(int, lambda v: v >= 2, "an integer >= 2")
 _non_negative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
 
 
@@ -176,6 +219,7 @@ def build_parser():
         action="store_true",
         help="with --weights: train only the new head (a linear probe)",
     )
+    _fine_tuning_flags(train)
     _architecture_flags(train)
     for flag, help_text in (
         ("--image-size", "image side in pixels"),
@@ -435,12 +479,14 @@ def _train(args):
     native = native_image_shape(args.dataset, args.data_dir)
     examples = count_examples(args.dataset, args.data_dir) or 50_000
     checkpoint = None
+    _check_tuning_flags(args)
     if args.weights:
         checkpoint, config, reason = _finetune_config(args, native, examples)
     else:
         if args.freeze_backbone:
             raise UsageError("--freeze-backbone needs --weights")
         config, reason = _scratch_config(args, native, examples)
+    reason += _tuning(args, config)
     transform = transform_from_args(
         args, checkpoint["transform"] if checkpoint else None
     )
@@ -496,6 +542,9 @@ def _train(args):
             clipnorm=args.clipnorm,
             jit_compile=args.jit_compile,
             optimizer=config.get("optimizer", "adamw"),
+            layer_decay=config["layer_decay"],
+            ema=config["ema"],
+            accumulate=config["accumulate"],
         )
     run_config = {
         "dataset": args.dataset,
@@ -528,6 +577,66 @@ def _train(args):
     write_json(os.path.join(args.out, "metrics.json"), metrics)
     print(json.dumps(metrics))
     return 0
+
+
+def _check_tuning_flags(args):
+    if args.lora_rank and not args.weights:
+        raise UsageError("--lora-rank needs --weights")
+    if args.lora_rank and args.freeze_backbone:
+        raise UsageError(
+            "--lora-rank and --freeze-backbone conflict: LoRA trains its "
+            "updates of the backbone; drop one of them"
+        )
+    if (args.lora_alpha or args.lora_mlp) and not args.lora_rank:
+        raise UsageError("--lora-alpha and --lora-mlp need --lora-rank")
+
+
+def _tuning(args, config):
+    """Puts the recipe's (or the given) layer decay, EMA, accumulation and
+    LoRA into `config`; returns the words for the recipe line."""
+    for key in ("layer_decay", "ema", "accumulate"):
+        given = getattr(args, key)
+        if given is not None:
+            config[key] = given
+        config.setdefault(key, None)
+    config["lora"] = None
+    if args.lora_rank:
+        config["lora"] = {
+            "rank": args.lora_rank,
+            "alpha": args.lora_alpha,
+            "mlp": args.lora_mlp,
+        }
+    said = []
+    if config["layer_decay"] is not None:
+        said.append(f"layer decay {config['layer_decay']:g}")
+    if config["ema"] is not None:
+        said.append(
+            f"EMA of the weights, momentum {config['ema']:g} (validation, "
+            "best.keras and model.keras use the average)"
+        )
+    if config["accumulate"] is not None:
+        said.append(
+            f"{config['accumulate']} batches per update (effective batch "
+            f"{config['accumulate'] * config['batch_size']})"
+        )
+    if config["lora"]:
+        where = "attention and MLP" if args.lora_mlp else "attention"
+        said.append(f"LoRA rank {args.lora_rank} on the {where} projections")
+    off = [
+        name
+        for key, name in (
+            ("layer_decay", "layer decay"),
+            ("ema", "EMA"),
+            ("accumulate", "accumulation"),
+        )
+        if config[key] is None
+    ]
+    if args.weights and off:
+        said.append(
+            f"{', '.join(off)} off (no gain in the measured fine-tunes, "
+            "BENCHMARKS.md)"
+        )
+    return "; " + ", ".join(said) if said else ""
 
 
 def _deterministic(args):
@@ -617,6 +726,7 @@ def _finetune_config(args, native, examples):
         checkpoint["config"],
         epochs=args.epochs,
         freeze_backbone=args.freeze_backbone,
+        lora=bool(args.lora_rank),
     )
     reason = config.pop("reason")
     overrides = _overrides(args, _SHARED_OVERRIDES)
@@ -670,6 +780,11 @@ def _finetune_model(checkpoint, data, config, args):
         for layer in model.layers:
             # The new heads: DeiT's distilled models have two.
             layer.trainable = layer.name in ("head", "head_dist")
+    if config["lora"]:
+        from keras_vit.lora import enable_lora
+
+        lora = config["lora"]
+        enable_lora(model, lora["rank"], lora["alpha"], mlp=lora["mlp"])
     if not args.quiet:
         resized = report["resized"].get(
             "Transformer/posembed_input/pos_embedding"
@@ -740,6 +855,7 @@ def _fit_and_save(model, data, config, args):
             monitor="accuracy" if data.validation is None else "val_accuracy",
             patience=args.patience,
             tensorboard=not args.no_tensorboard,
+            ema=config["ema"] is not None,
         ),
         verbose=0 if args.quiet else "auto",
         shuffle=False,  # The pipeline shuffles, with the seed.

@@ -8,6 +8,7 @@ CSV log, TensorBoard and early stopping. `distribution_strategy` picks a
 `tf.distribute` strategy by name.
 """
 
+import contextlib
 import csv
 import importlib.util
 import json
@@ -20,6 +21,8 @@ import tensorflow as tf
 
 from keras_vit.layers import ClassToken
 from keras_vit.layers import PositionEmbedding
+from keras_vit.optimizers import LayerDecayAdamW
+from keras_vit.optimizers import LayerDecaySGD
 from keras_vit.recipes import PRECISIONS  # noqa: F401 (re-exported)
 from keras_vit.recipes import STRATEGIES
 
@@ -66,6 +69,9 @@ def make_optimizer(
     min_learning_rate=0.0,
     optimizer="adamw",
     momentum=0.9,
+    layer_decay=None,
+    ema=None,
+    accumulate=None,
 ):
     """AdamW (or SGD) with linear warm-up, cosine decay and clipping.
 
@@ -85,9 +91,25 @@ def make_optimizer(
             `momentum`, the ViT paper's fine-tuning optimizer). Defaults to
             `"adamw"`.
         momentum: float. Momentum of `"sgd"`. Defaults to `0.9`.
+        layer_decay: float in (0, 1] or `None`. Layer-wise learning-rate
+            decay: block `i` of `depth` at `layer_decay ** (depth - i)`
+            times the rate, the embeddings lowest, the heads at the full
+            rate (`keras_vit.optimizers`). Defaults to `None` (off).
+        ema: float in (0, 1) or `None`. Keep an exponential moving average
+            of the weights with this momentum (Keras' `use_ema`); `fit`
+            ends with the averaged weights in the model, and
+            `training_callbacks` validates and checkpoints with them.
+            Defaults to `None` (off).
+        accumulate: int >= 2 or `None`. Apply the mean gradient of this
+            many batches as one update (Keras'
+            `gradient_accumulation_steps`): the update of a batch this
+            many times larger. `total_steps` and `warmup_steps` count
+            batches. Defaults to `None` (every batch).
 
     Returns:
-        A `keras.optimizers.AdamW` or `keras.optimizers.SGD`.
+        A `keras.optimizers.AdamW` or `keras.optimizers.SGD`, or with
+        `layer_decay` a `keras_vit.optimizers.LayerDecayAdamW` or
+        `LayerDecaySGD`.
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(
@@ -106,22 +128,64 @@ def make_optimizer(
         warmup_target=learning_rate if warmup_steps else None,
         warmup_steps=warmup_steps,
     )
+    common = dict(
+        learning_rate=schedule,
+        global_clipnorm=clipnorm,
+        **_averaging(ema, accumulate),
+    )
+    if layer_decay is not None:
+        common["layer_decay"] = layer_decay
     if optimizer == "sgd":
-        result = keras.optimizers.SGD(
-            learning_rate=schedule,
-            momentum=momentum,
-            weight_decay=weight_decay or None,
-            global_clipnorm=clipnorm,
+        kind = keras.optimizers.SGD if layer_decay is None else LayerDecaySGD
+        result = kind(
+            momentum=momentum, weight_decay=weight_decay or None, **common
         )
     else:
-        result = keras.optimizers.AdamW(
-            learning_rate=schedule,
-            weight_decay=weight_decay,
-            global_clipnorm=clipnorm,
+        kind = (
+            keras.optimizers.AdamW if layer_decay is None else LayerDecayAdamW
         )
+        result = kind(weight_decay=weight_decay, **common)
     if weight_decay:
         result.exclude_from_weight_decay(var_list=no_decay_variables(model))
     return result
+
+
+def _averaging(ema, accumulate):
+    """Keras' EMA and gradient-accumulation arguments, checked."""
+    options = {}
+    if ema is not None:
+        if (
+            isinstance(ema, bool)
+            or not isinstance(ema, (int, float))
+            or not (0.0 < ema < 1.0)
+        ):
+            raise ValueError(
+                f"`ema` must be a momentum in (0, 1). Received: ema={ema!r}"
+            )
+        options.update(use_ema=True, ema_momentum=float(ema))
+    if accumulate is not None:
+        if (
+            isinstance(accumulate, bool)
+            or not isinstance(accumulate, int)
+            or accumulate < 2
+        ):
+            raise ValueError(
+                "`accumulate` must be an int >= 2 (batches per update). "
+                f"Received: accumulate={accumulate!r}"
+            )
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            # Keras applies the accumulated update inside a `cond`, where
+            # tf.distribute cannot all-reduce (keras-team/keras#20582).
+            raise ValueError(
+                "Gradient accumulation does not run under a tf.distribute "
+                f"strategy of {replicas} replicas in Keras "
+                f"{keras.__version__}; the replicas already make the batch "
+                "larger: raise the global batch size instead. Received: "
+                f"accumulate={accumulate}"
+            )
+        options["gradient_accumulation_steps"] = accumulate
+    return options
 
 
 def compile_for_training(
@@ -135,12 +199,16 @@ def compile_for_training(
     clipnorm=1.0,
     jit_compile=False,
     optimizer="adamw",
+    layer_decay=None,
+    ema=None,
+    accumulate=None,
 ):
     """Compiles `model` with the recipe; labels must be one-hot.
 
     The loss is categorical cross-entropy with `label_smoothing`, on logits
     (or on probabilities for a model whose head ends in a softmax); the
-    metric is `accuracy`.
+    metric is `accuracy`. The optimizer is `make_optimizer`'s, with its
+    `layer_decay`, `ema` and `accumulate`.
     """
     from keras_vit.model import outputs_probabilities
 
@@ -153,6 +221,9 @@ def compile_for_training(
             weight_decay=weight_decay,
             clipnorm=clipnorm,
             optimizer=optimizer,
+            layer_decay=layer_decay,
+            ema=ema,
+            accumulate=accumulate,
         ),
         loss=keras.losses.CategoricalCrossentropy(
             from_logits=not outputs_probabilities(model),
@@ -266,6 +337,57 @@ class ResumableCSVLogger(keras.callbacks.CSVLogger):
         super().on_train_begin(logs)
 
 
+def _ema_optimizer(model):
+    """The model's optimizer if it keeps an average of the weights."""
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    if getattr(optimizer, "use_ema", False) and optimizer.built:
+        return optimizer
+    return None
+
+
+@contextlib.contextmanager
+def averaged_weights(model):
+    """Within it, `model` computes with the exponential moving average of
+    its weights that its optimizer keeps (`make_optimizer(ema=...)`);
+    the trained weights are back afterwards. Does nothing without EMA."""
+    optimizer = _ema_optimizer(model)
+    if optimizer is None:
+        yield model
+        return
+    variables = optimizer._trainable_variables
+    trained = [keras.ops.copy(v.value) for v in variables]
+    for variable, average in zip(
+        variables, optimizer._model_variables_moving_average
+    ):
+        variable.assign(average)
+    try:
+        yield model
+    finally:
+        for variable, value in zip(variables, trained):
+            variable.assign(value)
+
+
+class AveragedValidation(keras.callbacks.Callback):
+    """Validates with the averaged weights (`averaged_weights`), so that
+    `val_accuracy`, early stopping and `best.keras` judge the model that
+    `fit` leaves: with EMA on, the average."""
+
+    def __init__(self):
+        super().__init__()
+        self._context = None
+
+    def on_test_begin(self, logs=None):
+        if self._context is None:
+            self._context = averaged_weights(self.model)
+            self._context.__enter__()
+
+    def on_test_end(self, logs=None):
+        if self._context is not None:
+            self._context.__exit__(None, None, None)
+            self._context = None
+
+
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Saves the model whenever `monitor` improves, atomically.
 
@@ -299,12 +421,13 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         if better:
             from keras_vit.saving import save_model_atomic
 
-            save_model_atomic(self.model, self.filepath)
+            with averaged_weights(self.model):
+                save_model_atomic(self.model, self.filepath)
             self.best = value  # Only once the file is in place.
 
 
 def training_callbacks(
-    out_dir, monitor="val_accuracy", patience=None, tensorboard=True
+    out_dir, monitor="val_accuracy", patience=None, tensorboard=True, ema=False
 ):
     """Callbacks that keep a run's results and let a killed run resume.
 
@@ -316,8 +439,12 @@ def training_callbacks(
     - `history.csv`: one header and one row per finished epoch, also
       after any number of resumes (`ResumableCSVLogger`);
     - `logs/`: TensorBoard, when the tensorboard package is installed;
-    - early stopping after `patience` epochs without improvement, if set;
-    - `TerminateOnNaN`.
+    - early stopping after `patience` epochs without improvement, if set
+      (the best epoch's weights restored, or with `ema` the average at the
+      stop);
+    - `TerminateOnNaN`;
+    - with `ema` (an optimizer with `use_ema`), validation and
+      `best.keras` use the averaged weights (`AveragedValidation`).
     """
     mode = "min" if "loss" in monitor else "max"
     backup = os.path.join(out_dir, "backup")
@@ -330,6 +457,8 @@ def training_callbacks(
         ),
         keras.callbacks.TerminateOnNaN(),
     ]
+    if ema:
+        callbacks.insert(0, AveragedValidation())
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         logger.warning(
             "TensorBoard logs skipped: the tensorboard package is not "
@@ -345,7 +474,8 @@ def training_callbacks(
                 monitor=monitor,
                 mode=mode,
                 patience=patience,
-                restore_best_weights=True,
+                # The trained weights of the best epoch, not the average.
+                restore_best_weights=not ema,
             )
         )
     return callbacks
@@ -521,12 +651,19 @@ def fit_with_strategy_loop(
             zip(("loss", "accuracy"), _run_epoch(strategy, train, train_step))
         )
         if validation is not None:
-            val = _run_epoch(strategy, validation, eval_step)
+            with averaged_weights(model):
+                val = _run_epoch(strategy, validation, eval_step)
             logs.update(val_loss=val[0], val_accuracy=val[1])
         for key, value in logs.items():
             history.setdefault(key, []).append(value)
         if on_epoch_end is not None:
             on_epoch_end(epoch, logs)
+    if epochs:
+        # As `fit` ends: the averaged weights into the model (with EMA).
+        optimizer = getattr(model.optimizer, "inner_optimizer", None)
+        (optimizer or model.optimizer).finalize_variable_values(
+            model.trainable_variables
+        )
     return history
 
 

@@ -1,6 +1,9 @@
 """Trains a tiny ViT under a tf.distribute strategy; saves its weights.
 
-    python tests/distributed_worker.py single|mirrored OUT.npz
+    python tests/distributed_worker.py single|mirrored OUT.npz [tools]
+
+`tools`: the optimizer with layer-wise learning-rate decay and an EMA of
+the weights; the output also says what gradient accumulation raises.
 
 `mirrored` splits the CPU into two logical devices first. Run by
 tests/test_distributed.py in fresh processes, because devices and strategies
@@ -19,7 +22,7 @@ from keras_vit.training import distribution_strategy
 from keras_vit.training import set_determinism
 
 
-def main(mode, out):
+def main(mode, out, tools=False):
     if mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -47,7 +50,16 @@ def main(mode, out):
             mlp_dim=16,
             num_classes=3,
         )
-        compile_for_training(model, learning_rate=1e-2, total_steps=8)
+        refused = None
+        if tools:
+            try:
+                compile_for_training(model, total_steps=8, accumulate=2)
+            except ValueError as error:
+                refused = str(error)
+        options = dict(layer_decay=0.7, ema=0.9) if tools else {}
+        compile_for_training(
+            model, learning_rate=1e-2, total_steps=8, **options
+        )
     history = model.fit(dataset, epochs=2, verbose=0)
     np.savez(out, *[np.asarray(w) for w in model.weights])
     print(
@@ -55,10 +67,11 @@ def main(mode, out):
             {
                 "replicas": strategy.num_replicas_in_sync,
                 "loss": [float(v) for v in history.history["loss"]],
+                "accumulation_refused": refused,
             }
         )
     )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], tools=sys.argv[3:] == ["tools"])

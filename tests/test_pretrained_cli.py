@@ -155,7 +155,16 @@ def test_architecture_flags_are_refused_with_weights(
     assert "--freeze-backbone needs --weights" in capsys.readouterr().err
 
 
-def test_a_killed_fine_tune_resumes(folder, checkpoint, tmp_path):
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--layer-decay", "0.75", "--ema", "0.99", "--accumulate", "2"]
+        + ["--lora-rank", "4"],
+    ],
+    ids=["plain", "layer_decay_ema_accumulate_lora"],
+)
+def test_a_killed_fine_tune_resumes(folder, checkpoint, tmp_path, options):
     out = tmp_path / "resume"
     command = _cli(
         "train",
@@ -173,6 +182,7 @@ def test_a_killed_fine_tune_resumes(folder, checkpoint, tmp_path):
         "16",
         "--no-tensorboard",
         "--quiet",
+        *options,
     )
     process = subprocess.Popen(
         command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -275,3 +285,82 @@ def test_a_failed_download_is_one_line_and_exit_1(served, folder, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Could not fetch" in err[0], err
     assert "place it at" in err[0]
+
+
+def test_the_fine_tuning_tools_train_are_recorded_and_export_verified(
+    folder, checkpoint, tmp_path, capsys
+):
+    from export.cli import main as export_main
+    from keras_vit.lora import lora_layers
+
+    out = tmp_path / "tools"
+    args = ["train", "--dataset", folder, "--weights", checkpoint]
+    args += ["--out", out, "--epochs", "3", "--image-size", "16"]
+    args += ["--layer-decay", "0.75", "--ema", "0.9", "--accumulate", "2"]
+    args += ["--lora-rank", "4", "--lora-alpha", "8", "--lora-mlp"]
+    assert main([str(a) for a in args + ["--no-tensorboard"]]) == 0
+    printed = capsys.readouterr().out
+    recipe = next(line for line in printed.splitlines() if "recipe:" in line)
+    assert "layer decay 0.75" in recipe and "momentum 0.9" in recipe
+    assert "best.keras and model.keras use the average" in recipe
+    assert "2 batches per update" in recipe
+    assert "LoRA rank 4 on the attention and MLP projections" in recipe
+    config = json.loads((out / "config.json").read_text())
+    assert config["layer_decay"] == 0.75 and config["ema"] == 0.9
+    assert config["accumulate"] == 2
+    assert config["lora"] == {"rank": 4, "alpha": 8.0, "mlp": True}
+    # Only the LoRA matrices (2 blocks x 6 kernels) and the head train.
+    hidden, mlp, classes = SMALL["hidden_dim"], SMALL["mlp_dim"], 3
+    lora = 2 * 4 * (4 * 2 * hidden + 2 * (hidden + mlp))
+    assert config["trainable_parameters"] == lora + hidden * classes + classes
+    model = keras.saving.load_model(out / "model.keras")
+    assert lora_layers(model)
+    # model.keras holds the average that validation scored.
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = _history(out)
+    assert metrics["validation_accuracy"] == pytest.approx(
+        float(history[-1]["val_accuracy"]), abs=1e-4
+    )
+    # A new process loads it: the optimizer's class is registered on import.
+    evaluate = _cli("evaluate", out / "model.keras", "--dataset", folder)
+    result = subprocess.run(
+        evaluate, capture_output=True, text=True, env=_env()
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    export = tmp_path / "export"
+    argv = [str(out / "model.keras"), "--to", str(export), "--formats"]
+    assert export_main(argv + ["tflite,onnx", "--samples", str(folder)]) == 0
+    assert json.loads((export / "report.json").read_text())["passed"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--lora-rank", "4"], "--lora-rank needs --weights"),
+        (["--lora-mlp"], "--lora-alpha and --lora-mlp need --lora-rank"),
+        (["--ema", "1"], "expected a number in (0, 1)"),
+        (["--accumulate", "1"], "expected an integer >= 2"),
+        (["--layer-decay", "0"], "expected a number in (0, 1]"),
+    ],
+)
+def test_fine_tuning_flags_misused_are_usage_errors(
+    folder, tmp_path, capsys, extra, message
+):
+    out = tmp_path / "bad"
+    argv = ["train", "--dataset", str(folder), "--out", str(out), *extra]
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's own refusal of a value
+        code = exit.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_lora_and_a_linear_probe_conflict(folder, checkpoint, tmp_path, capsys):
+    argv = ["train", "--dataset", str(folder), "--weights", str(checkpoint)]
+    argv += ["--out", str(tmp_path / "x"), "--lora-rank", "2"]
+    assert main(argv + ["--freeze-backbone"]) == 2
+    assert (
+        "--lora-rank and --freeze-backbone conflict" in capsys.readouterr().err
+    )

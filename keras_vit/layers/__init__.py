@@ -16,6 +16,7 @@ from keras_vit.layers.position_embedding import resize_position_embedding
 from keras_vit.layers.register_tokens import RegisterTokens
 from keras_vit.layers.sequence_pooling import SequencePooling
 from keras_vit.layers.shifted_patch_extractor import ShiftedPatchExtractor
+from keras_vit.layers.token_grid import TokenGrid
 from keras_vit.layers.token_pooling import TokenPooling
 from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
 
@@ -35,6 +36,7 @@ __all__ = [
     "RegisterTokens",
     "SequencePooling",
     "ShiftedPatchExtractor",
+    "TokenGrid",
     "TokenPooling",
     "TransformerEncoderBlock",
     "resize_position_embedding",

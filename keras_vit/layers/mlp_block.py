@@ -4,6 +4,10 @@ from keras import ops
 from keras_vit import fused
 from keras_vit.activations import get_activation
 from keras_vit.activations import resolve_activation
+from keras_vit.layers._lora import add_lora_weights
+from keras_vit.layers._lora import check_lora
+from keras_vit.layers._lora import lora_config
+from keras_vit.layers._lora import lora_update
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
 from keras_vit.layers._utils import fresh_initializer
@@ -59,9 +63,12 @@ class MLPBlock(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         bias_initializer=None,
         activation=None,
+        lora_rank=None,
+        lora_alpha=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.lora_rank, self.lora_alpha = check_lora(lora_rank, lora_alpha)
         self.mlp_dim = check_positive_int(mlp_dim, "mlp_dim")
         self.dropout = check_rate(dropout, "dropout")
         self.activation_name = resolve_activation(activation, approximate_gelu)
@@ -101,7 +108,59 @@ class MLPBlock(keras.layers.Layer):
         )
         self.dense_0.build(input_shape)
         self.dense_1.build(self.dense_0.compute_output_shape(input_shape))
+        if self.lora_rank:
+            self._build_lora()
         refreeze(self)  # a frozen layer loaded from a file
+
+    def enable_lora(self, rank, alpha=None):
+        """Freezes both kernels and adds a trainable low-rank update to
+        each (`keras_vit.lora`)."""
+        if not self.built:
+            raise ValueError("Build the layer before enabling LoRA on it.")
+        if self.lora_rank:
+            raise ValueError(
+                f"LoRA is already enabled on {self.name!r} (rank "
+                f"{self.lora_rank})."
+            )
+        self.lora_rank, self.lora_alpha = check_lora(rank, alpha)
+        self._tracker.unlock()
+        self._build_lora()
+        self._tracker.lock()
+
+    def _build_lora(self):
+        for name in ("dense_0", "dense_1"):
+            dense = getattr(self, name)
+            dense.kernel.trainable = False
+            add_lora_weights(self, name, *dense.kernel.shape)
+
+    def lora_variables(self):
+        """The LoRA matrices, `[]` without LoRA."""
+        if not self.lora_rank:
+            return []
+        return [
+            getattr(self, f"{name}_lora_{part}")
+            for name in ("dense_0", "dense_1")
+            for part in ("a", "b")
+        ]
+
+    def merged_kernels(self):
+        """`{kernel path: kernel with the LoRA update added}`."""
+        return {
+            dense.kernel.path: dense.kernel
+            + lora_update(self, name, dense.kernel.dtype)
+            for name, dense in (
+                ("dense_0", self.dense_0),
+                ("dense_1", self.dense_1),
+            )
+        }
+
+    def _dense(self, name, x):
+        dense = getattr(self, name)
+        if not self.lora_rank:
+            return dense(x)
+        kernel = ops.cast(dense.kernel, self.compute_dtype)
+        kernel = kernel + lora_update(self, name, self.compute_dtype)
+        return ops.add(ops.matmul(x, kernel), dense.bias)
 
     def call(self, inputs, training=None):
         # Every token is transformed on its own, so the tokens of all images
@@ -112,13 +171,13 @@ class MLPBlock(keras.layers.Layer):
         x = inputs
         if len(inputs.shape) != 2:
             x = ops.reshape(inputs, (-1, dim))  # (B * N, D)
-        x = self.dense_0(x)  # (B * N, mlp_dim)
+        x = self._dense("dense_0", x)  # (B * N, mlp_dim)
         if fused.use_fused(training) and self.activation_name == "gelu":
             x = fused.gelu(x)
         else:
             x = self.activation(x)
         x = self.dropout_0(x, training=training)
-        x = self.dense_1(x)  # (B * N, D)
+        x = self._dense("dense_1", x)  # (B * N, D)
         x = self.dropout_1(x, training=training)
         if len(inputs.shape) != 2:
             x = ops.reshape(x, ops.shape(inputs))  # (B, N, D)
@@ -142,6 +201,7 @@ class MLPBlock(keras.layers.Layer):
                 ),
             }
         )
+        config.update(lora_config(self))
         if self.activation_name == "quick_gelu":
             # Only then: the files of GELU models keep their configs.
             config["activation"] = self.activation_name

@@ -4,6 +4,10 @@ import keras
 from keras import ops
 
 from keras_vit import fused
+from keras_vit.layers._lora import add_lora_weights
+from keras_vit.layers._lora import check_lora
+from keras_vit.layers._lora import lora_config
+from keras_vit.layers._lora import lora_update
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
 from keras_vit.layers._utils import fresh_initializer
@@ -96,9 +100,12 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         locality=False,
+        lora_rank=None,
+        lora_alpha=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.lora_rank, self.lora_alpha = check_lora(lora_rank, lora_alpha)
         if not isinstance(locality, bool):
             raise TypeError(
                 f"`locality` must be a bool. Received: locality={locality!r}"
@@ -186,12 +193,71 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             if self.use_bias
             else None
         )
+        if self.lora_rank:
+            self._build_lora()
 
-    def _project(self, inputs, kernel, bias, length, scale=None):
-        dim = inputs.shape[-1]
-        heads, head_dim = kernel.shape[1], kernel.shape[2]
+    def _projection_shapes(self):
+        """`{name: (d_in, d_out)}` of the four kernels as matrices."""
+        dim, heads, head_dim = self.query_kernel.shape
+        inner = heads * head_dim
+        return {
+            "query": (dim, inner),
+            "key": (dim, inner),
+            "value": (dim, inner),
+            "output": (inner, dim),
+        }
+
+    def enable_lora(self, rank, alpha=None):
+        """Freezes the four projection kernels and adds a trainable
+        low-rank update to each (`keras_vit.lora`)."""
+        if not self.built:
+            raise ValueError("Build the layer before enabling LoRA on it.")
+        if self.lora_rank:
+            raise ValueError(
+                f"LoRA is already enabled on {self.name!r} (rank "
+                f"{self.lora_rank})."
+            )
+        self.lora_rank, self.lora_alpha = check_lora(rank, alpha)
+        self._tracker.unlock()
+        self._build_lora()
+        self._tracker.lock()
+
+    def _build_lora(self):
+        for name, (d_in, d_out) in self._projection_shapes().items():
+            getattr(self, f"{name}_kernel").trainable = False
+            add_lora_weights(self, name, d_in, d_out)
+
+    def lora_variables(self):
+        """The LoRA matrices, `[]` without LoRA."""
+        if not self.lora_rank:
+            return []
+        return [
+            getattr(self, f"{name}_lora_{part}")
+            for name in self._projection_shapes()
+            for part in ("a", "b")
+        ]
+
+    def _kernel(self, name):
+        """A kernel as its `(d_in, d_out)` matrix, with the LoRA update."""
+        kernel = getattr(self, f"{name}_kernel")
+        kernel = ops.reshape(kernel, self._projection_shapes()[name])
+        if not self.lora_rank:
+            return kernel
+        return kernel + lora_update(self, name, kernel.dtype)
+
+    def merged_kernels(self):
+        """`{kernel path: kernel with the LoRA update added}`."""
+        return {
+            getattr(self, f"{name}_kernel").path: ops.reshape(
+                self._kernel(name), getattr(self, f"{name}_kernel").shape
+            )
+            for name in self._projection_shapes()
+        }
+
+    def _project(self, inputs, name, bias, length, scale=None):
+        heads, head_dim = self.query_kernel.shape[1:]
         # A 2-D product on the flat (D, H * Dh) view of the kernel.
-        kernel = ops.reshape(kernel, (dim, heads * head_dim))
+        kernel = self._kernel(name)
         bias = None if bias is None else ops.reshape(bias, (-1,))
         if scale is not None:
             # Scaling the (D, H * Dh) kernel and the bias instead of the
@@ -216,13 +282,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             scale = ops.cast(1.0 / self.temperature, self.compute_dtype)
         else:
             scale = ops.cast(1.0 / math.sqrt(head_dim), self.compute_dtype)
-        query = self._project(
-            inputs, self.query_kernel, self.query_bias, length, scale
-        )
-        key = self._project(inputs, self.key_kernel, self.key_bias, length)
-        value = self._project(
-            inputs, self.value_kernel, self.value_bias, length
-        )
+        query = self._project(inputs, "query", self.query_bias, length, scale)
+        key = self._project(inputs, "key", self.key_bias, length)
+        value = self._project(inputs, "value", self.value_bias, length)
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
         if self.locality:
             scores = ops.cast(scores, "float32")
@@ -232,9 +294,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         context = ops.matmul(dropped, value)  # (B, H, N, Dh)
         context = ops.transpose(context, (0, 2, 1, 3))  # (B, N, H, Dh)
         context = ops.reshape(context, (-1, length, heads * head_dim))
-        outputs = ops.matmul(
-            context, ops.reshape(self.output_kernel, (heads * head_dim, dim))
-        )  # (B, N, D)
+        outputs = ops.matmul(context, self._kernel("output"))  # (B, N, D)
         if self.use_bias:
             outputs = outputs + self.output_bias
         if return_attention_scores:
@@ -299,6 +359,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
                 "locality": self.locality,
             }
         )
+        config.update(lora_config(self))
         return config
 
 

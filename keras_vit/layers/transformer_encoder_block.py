@@ -46,6 +46,10 @@ class TransformerEncoderBlock(keras.layers.Layer):
         activation: str or `None`. The MLP's activation, `"gelu"`,
             `"gelu_approximate"` or `"quick_gelu"` (OpenAI's CLIP).
             Defaults to `None` (as `approximate_gelu` says).
+        lora: dict or `None`. LoRA updates of the attention projections,
+            `{"rank": int, "alpha": float or None, "mlp": bool}` (`mlp`:
+            also the MLP's two layers); what a file saved after
+            `keras_vit.lora.enable_lora` records. Defaults to `None`.
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -81,9 +85,16 @@ class TransformerEncoderBlock(keras.layers.Layer):
         seed=None,
         layer_scale=None,
         activation=None,
+        lora=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # LoRA of the attention (and MLP) projections, as a reloaded file
+        # gives it: {"rank": r, "alpha": a or None, "mlp": bool}.
+        lora = dict(lora or {})
+        attention_lora = dict(
+            lora_rank=lora.get("rank"), lora_alpha=lora.get("alpha")
+        )
         self.num_heads = check_positive_int(num_heads, "num_heads")
         self.mlp_dim = check_positive_int(mlp_dim, "mlp_dim")
         self.dropout = check_rate(dropout, "dropout")
@@ -115,6 +126,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
             locality=locality_attention,
             dtype=policy,
             name="attention",
+            **attention_lora,
         )
         self.attention_output_dropout = keras.layers.Dropout(
             self.dropout, dtype=policy, name="attention_output_dropout"
@@ -128,6 +140,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
             activation=self.activation,
             dtype=policy,
             name="mlp",
+            **(attention_lora if lora.get("mlp") else {}),
         )
         if self.layer_scale is None:
             self.attention_scale = self.mlp_scale = None
@@ -219,4 +232,10 @@ class TransformerEncoderBlock(keras.layers.Layer):
             config["layer_scale"] = self.layer_scale
         if self.activation == "quick_gelu":
             config["activation"] = self.activation
+        if self.attention.lora_rank:
+            config["lora"] = {
+                "rank": self.attention.lora_rank,
+                "alpha": self.attention.lora_alpha,
+                "mlp": bool(self.mlp.lora_rank),
+            }
         return config
