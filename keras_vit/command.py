@@ -289,3 +289,143 @@ def without_notices():
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+
+
+# -- what several commands share ---------------------------------------------
+
+
+def number(convert, valid, expected):
+    """An argparse type: `convert(text)` that must satisfy `valid`."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not valid(value):
+            raise argparse.ArgumentTypeError(
+                f"expected {expected}, received {text!r}"
+            )
+        return value
+
+    return parse
+
+
+positive_int = number(int, lambda v: v > 0, "a positive integer")
+
+
+rate = number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+
+
+positive_float = number(float, lambda v: v > 0, "a positive number")
+
+
+fraction = number(float, lambda v: 0.0 < v <= 1.0, "a number in (0, 1]")
+
+
+momentum = number(float, lambda v: 0.0 < v < 1.0, "a number in (0, 1)")
+
+
+at_least_two = number(int, lambda v: v >= 2, "an integer >= 2")
+
+
+non_negative_int = number(int, lambda v: v >= 0, "a non-negative integer")
+
+
+def data_options(parser):
+    parser.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits (default; scikit-learn's, offline), tfds:NAME (e.g. "
+        "tfds:cifar10) or a folder with one sub-folder of images per class",
+    )
+    parser.add_argument(
+        "--data-dir", help="TensorFlow Datasets data folder (tfds: only)"
+    )
+    parser.add_argument(
+        "--validation-split",
+        type=rate,
+        default=0.1,
+        help="fraction of the training data held out for validation when "
+        "the dataset has no validation split (default 0.1)",
+    )
+    parser.add_argument(
+        "--test-split",
+        type=rate,
+        default=0.2,
+        help="fraction held out for testing when the dataset has no test "
+        "split (default 0.2)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of splits, shuffling, "
+        "initialization and augmentation (default 0)",
+    )
+    parser.add_argument(
+        "--check-images",
+        choices=("headers", "decode"),
+        default="headers",
+        help="how a folder's files are checked before training: headers "
+        "(default: the start and end of each file, in parallel, doubtful "
+        "ones decoded; cached per file) or decode (every file decoded)",
+    )
+    parser.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="skip undecodable image files (counted in a warning) instead "
+        "of stopping with their names",
+    )
+
+
+def model_file(path):
+    """`path`, or the `model.keras` in it when it is a `train --out` folder."""
+    if not os.path.isdir(path):
+        return path
+    inside = os.path.join(path, "model.keras")
+    if not os.path.isfile(inside):
+        raise FileNotFoundError(
+            f"No model file at the given path: {path!r} is a folder without "
+            "a model.keras (expected a .keras file or the --out folder of "
+            "`keras-vit train`)"
+        )
+    return inside
+
+
+def load_model_file(path, unsafe):
+    """Loads a `.keras` file, or the `model.keras` of a `train --out` folder."""
+    from keras_vit.saving import load_model
+
+    return load_model(model_file(path), unsafe=unsafe)
+
+
+@contextlib.contextmanager
+def damaged_images_named(dataset):
+    """A file that passed the header check but fails to decode: one line
+    saying how to find it, not TensorFlow's iterator traceback."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        text = str(error)
+        if not any(m in text for m in _DECODE_ERRORS):
+            raise
+        raise UsageError(
+            f"An image file of {dataset!r} cannot be decoded although its "
+            "header and end are intact (damaged in the middle); run again "
+            "with --check-images decode to name it (then fix or remove it, "
+            "or add --skip-bad-images)"
+        ) from None
+
+
+# TensorFlow's messages for image data it cannot decode.
+_DECODE_ERRORS = (
+    "Invalid PNG data",
+    "Invalid JPEG data",
+    "jpeg::Uncompress failed",
+    "Invalid GIF data",
+    "Invalid BMP data",
+    "Unknown image file format",
+)

@@ -32,6 +32,38 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 # The model options a recipe chooses: the architecture options of the
 # configuration (`keras_vit.config.ARCHITECTURE_OPTIONS`).
 MODEL_KEYS = tuple(ARCHITECTURE_OPTIONS)
+# What a recipe chooses besides the model, and the run's training options,
+# as `keras-vit train` offers them (a flag each, in this order): the key
+# (the flag without its dashes; `lr` is the recipe's `learning_rate`), the
+# kind of value, its default (`None`: the recipe's) and the help text.
+TRAINING_OPTIONS = {
+    "image_size": ("positive_int", None, "image side in pixels"),
+    "epochs": ("positive_int", None, "training epochs"),
+    "batch_size": ("positive_int", None, "global batch size"),
+    "warmup_epochs": (
+        "positive_int",
+        None,
+        "epochs of linear learning-rate warm-up",
+    ),
+    "patience": (
+        "positive_int",
+        None,
+        "stop after this many epochs without improvement",
+    ),
+    "dropout": ("rate", None, "default from the recipe"),
+    "drop_path_rate": ("rate", 0.0, None),
+    "lr": ("positive_float", None, "peak learning rate"),
+    "weight_decay": ("float", None, "default from the recipe (0.05)"),
+    "label_smoothing": ("rate", None, "default from the recipe (0.1)"),
+    "clipnorm": ("positive_float", 1.0, None),
+    "augment": (
+        "text",
+        None,
+        f"comma-separated Keras augmentations: {', '.join(AUGMENTATIONS)} "
+        "(default: crop,flip for colour images, none for grayscale; 'none' "
+        "for none)",
+    ),
+}
 # Below this many images the small-data recipe is used.
 SMALL_DATA = 100_000
 # Optimizer steps the default schedule aims at, and its epoch bounds.
