@@ -10,6 +10,7 @@ from export._files import check_target
 from export._model import image_spec
 from export.samples import ImageFiles
 from export.samples import as_image_files
+from export.samples import to_pixels  # noqa: F401
 from export.verify import VerificationError
 from export.verify import check_samples
 from export.verify import default_samples
@@ -148,16 +149,3 @@ def class_names_of(model, class_names):
             f"Received: {len(names)} names"
         )
     return names
-
-
-def to_pixels(images, input_range):
-    """Model inputs in `input_range` (or normalized by a `Transform`) back
-    to the `uint8` pixels they were."""
-    from keras_vit.transform import Transform
-
-    if isinstance(input_range, Transform):
-        pixels = input_range.to_pixels(images)
-        return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
-    low, high = input_range
-    pixels = (np.asarray(images, np.float32) - low) * (255.0 / (high - low))
-    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)

@@ -183,8 +183,6 @@ def write_test_images(
             pixels = tf.concat([pixels[..., :3], 255 - pixels[..., 3:]], -1)
         paths.append(_write(directory, f"test_{i}.{kind}", pixels, kind))
     if arrays is not None:
-        from export._common import to_pixels
-
         arrays = np.asarray(arrays, dtype=np.float32)
         for i, array in enumerate(arrays):
             pixels = to_pixels(array, input_range)
@@ -203,3 +201,16 @@ def _write(directory, name, pixels, kind):
     path = os.path.join(directory, name)
     tf.io.write_file(path, encode(pixels))
     return path
+
+
+def to_pixels(images, input_range):
+    """Model inputs in `input_range` (or normalized by a `Transform`) back
+    to the `uint8` pixels they were."""
+    from keras_vit.transform import Transform
+
+    if isinstance(input_range, Transform):
+        pixels = input_range.to_pixels(images)
+        return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+    low, high = input_range
+    pixels = (np.asarray(images, np.float32) - low) * (255.0 / (high - low))
+    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)

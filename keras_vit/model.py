@@ -23,6 +23,7 @@ from keras_vit.layers import ShiftedPatchExtractor
 from keras_vit.layers import TokenPooling
 from keras_vit.layers import TransformerEncoderBlock
 from keras_vit.layers.classifier_head import check_class_names
+from keras_vit.layers.classifier_head import class_names  # noqa: F401
 from keras_vit.variants import decode_variant
 
 # Used when neither a variant nor an explicit value is given: ViT-B/16.
@@ -753,20 +754,6 @@ def build_pretrained(checkpoint, num_classes=None, image_size=None, **kwargs):
     )
     report = checkpoints.load_weights(model, checkpoint["arrays"])
     return model, report
-
-
-def class_names(model):
-    """The class names a model's head carries, or `None`.
-
-    Models built with `class_names=` (and by `keras-vit train`, and
-    ImageNet-1k presets) keep them in their `head`, also after saving.
-    """
-    try:
-        head = model.get_layer("head")
-    except ValueError:
-        return None
-    names = getattr(head, "class_names", None)
-    return list(names) if names is not None else None
 
 
 def outputs_probabilities(model):

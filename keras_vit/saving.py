@@ -61,7 +61,9 @@ def load_model(path, unsafe=False):
         ValueError: not a `.keras` archive, or an archive member path that
             escapes the archive.
     """
-    import keras_vit  # noqa: F401  (registers keras_vit's layers)
+    # Registers keras_vit's layers and optimizers with Keras.
+    import keras_vit.layers  # noqa: F401
+    import keras_vit.optimizers  # noqa: F401
 
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"The model path must be a str. Received: {path!r}")
@@ -149,7 +151,7 @@ def class_names_for(model, labels_path=None, model_path=None):
     when given; the names the model's head carries
     (`keras_vit.class_names`); `labels.json` beside `model_path`.
     """
-    from keras_vit.model import class_names
+    from keras_vit.layers.classifier_head import class_names
 
     if labels_path:
         return read_labels(labels_path)

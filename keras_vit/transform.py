@@ -196,8 +196,8 @@ class Transform:
         matrix products, the same arithmetic in eager code and in
         exported graphs.
         """
-        from keras_vit.preprocessing import resize_image
-        from keras_vit.preprocessing import resize_images_matmul
+        from keras_vit.image_ops import resize_image
+        from keras_vit.image_ops import resize_images_matmul
 
         if self.resize == "stretch" and self.interpolation == "bilinear":
             return resize_image(images, size)
@@ -211,7 +211,7 @@ class Transform:
         input `(*size, channels)`."""
         import tensorflow as tf
 
-        from keras_vit.preprocessing import to_channels
+        from keras_vit.image_ops import to_channels
 
         image = to_channels(image, channels)
         image = self.resize_images(self.normalize(image), size)
@@ -225,18 +225,23 @@ class Transform:
             FileNotFoundError: a path is not a file.
             keras_vit.preprocessing.BadImageError: a file is no image.
         """
-        from keras_vit.preprocessing import read_images
+        import numpy as np
+
+        from keras_vit.image_ops import decode_image_file
 
         if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__"):
             paths = [paths]
         if isinstance(size, int):
             size = (size, size)
-        return read_images(list(paths), tuple(size), channels, self)
+        size = tuple(size)
+        return np.stack(
+            [self(decode_image_file(p), size, channels).numpy() for p in paths]
+        )
 
     def graph(self, images, size):
         """Exported graphs' preprocessing of a `uint8` batch `(B, H, W, C)`,
         with built-in ops only."""
-        from keras_vit.preprocessing import resize_images_matmul
+        from keras_vit.image_ops import resize_images_matmul
 
         return resize_images_matmul(self.normalize(images), size, self)
 

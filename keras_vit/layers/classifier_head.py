@@ -35,3 +35,17 @@ class ClassifierHead(keras.layers.Dense):
         config = super().get_config()
         config["class_names"] = self.class_names
         return config
+
+
+def class_names(model):
+    """The class names a model's head carries, or `None`.
+
+    Models built with `class_names=` (and by `keras-vit train`, and
+    ImageNet-1k presets) keep them in their `head`, also after saving.
+    """
+    try:
+        head = model.get_layer("head")
+    except ValueError:
+        return None
+    names = getattr(head, "class_names", None)
+    return list(names) if names is not None else None
