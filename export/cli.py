@@ -86,15 +86,16 @@ def load_images(
 ):
     """Images from a dataset name, a `.npy`/`.npz` array or image files.
 
-    `"digits"` and `"tfds:NAME"` are read with `keras_vit.data` (the given
-    `split`, preprocessed as `keras-vit train` does). Arrays are used as
+    `"digits"`, `"tfds:NAME"` and `.csv` files of paths and labels are
+    read through their `keras_vit.sources` adapter (the given `split`,
+    preprocessed as `keras-vit train` does). Arrays are used as
     they are. Image files in a folder (at any depth) are decoded, resized
     to the model's size, converted to its channel count and scaled from
     [0, 255] to `input_range`. Beyond `limit` images, arrays and folders
     give a seeded sample spread over all of them (not the first ones, which
     in a class-by-class listing would be one class).
     """
-    if path == "digits" or path.startswith("tfds:"):
+    if _labelled_source(path):
         return _dataset_images(path, image_shape, input_range, limit, split)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No image data at the given path: {path!r}")
@@ -179,6 +180,16 @@ def _jobs(formats, quantize):
                 yield f"model.{mode}.onnx", "onnx", mode
 
 
+def _labelled_source(path):
+    """Whether `path` names a dataset with its own splits or labels:
+    digits, `tfds:NAME` or a `.csv` file of paths and labels."""
+    return (
+        path == "digits"
+        or path.startswith("tfds:")
+        or (path.lower().endswith(".csv") and os.path.isfile(path))
+    )
+
+
 def _has_class_folders(path):
     return os.path.isdir(path) and any(
         os.path.isdir(os.path.join(path, d)) and not d.startswith(".")
@@ -190,14 +201,14 @@ def labelled_images(path, image_shape, input_range, class_names, limit=1000):
     """`(images, labels)` to measure accuracy on; `labels` may be `None`.
 
     `digits` and `tfds:NAME` give their test split, a folder of class
-    sub-folders a seeded sample of its images with the labels of their
-    folders (matched to `class_names` by name where the model has them);
+    sub-folders or a `.csv` file a seeded sample of its images with their
+    labels (matched to `class_names` by name where the model has them);
     other sources give images only.
     """
     from keras_vit.data import load_datasets
 
-    dataset = path == "digits" or path.startswith("tfds:")
-    if not (dataset or _has_class_folders(path)):
+    dataset = _labelled_source(path) and not path.lower().endswith(".csv")
+    if not (_labelled_source(path) or _has_class_folders(path)):
         return load_images(path, image_shape, input_range, limit), None
     data = load_datasets(
         path,
@@ -278,7 +289,64 @@ def _choose_int8(
 
 
 def run_export(args, log):
+    """Exports, verifies and publishes every file asked for; returns
+    `(reports, passed, model)`. Nothing is published unless all pass."""
     target = check_target(args.to, args.overwrite)
+    model, shape = _export_model(args, log)
+    inputs = _export_inputs(args, model, shape)
+    options = {
+        "preprocessing": args.preprocessing,
+        "input_range": args.input_range,
+        "class_names": inputs["class_names"],
+    }
+    reports, artifacts, choices = [], {}, {}
+    with staging_path(target, directory=True) as staging:
+        for name, fmt, mode in _jobs(args.formats, args.quantize):
+            path = os.path.join(staging, name)
+            log(f"exporting {name} ...")
+            try:
+                report, choice = _export_one(
+                    fmt, mode, model, path, inputs, args, options, log
+                )
+            except VerificationError as error:
+                report, choice = error.report, None
+            if choice is not None:
+                choices[name] = choice
+            report.path = os.path.join(target, name)
+            reports.append(report)
+            if os.path.exists(path):
+                artifacts[name] = {
+                    "file": name,
+                    "format": fmt,
+                    "quantize": mode,
+                    "bytes": artifact_size(path),
+                    "sha256": _sha256(path),
+                }
+        passed = all(r.passed or r.forced for r in reports)
+        report_data = {
+            "passed": passed,
+            "samples": int(len(inputs["samples"])),
+            "compared": sorted({r.compared for r in reports}),
+            "int8_choice": choices,
+            "reports": [r.to_dict() for r in reports],
+        }
+        manifest = _manifest(
+            args, model, shape, inputs["class_names"], artifacts
+        )
+        for name, data in (
+            ("report.json", report_data),
+            ("manifest.json", manifest),
+        ):
+            write_json(os.path.join(staging, name), data)
+        if passed:
+            publish(staging, target)
+    return reports, passed, model
+
+
+def _export_model(args, log):
+    """`(model, image shape)`: the `.keras` file loaded as the exporters
+    take it, its transform in `args.input_range`, every export checked to
+    fit before anything is read or written."""
     tflite_only = [m for m in args.quantize if m not in ONNX_QUANTIZE]
     if "tflite" not in args.formats and (
         tflite_only or (args.quantize and "onnx" not in args.formats)
@@ -304,12 +372,18 @@ def run_export(args, log):
             f"{shape[1]}, and raw images are resized to it"
         )
     args.input_range = _model_transform(args)
-    # Before anything is read or written: every export must fit.
     jobs = [(fmt, mode) for _, fmt, mode in _jobs(args.formats, args.quantize)]
     for fmt, mode in jobs:
         if fmt == "tflite":
             check_tflite_size(model, mode)
     check_memory(model, jobs)
+    return model, shape
+
+
+def _export_inputs(args, model, shape):
+    """The calibration images (`representative`), the verification
+    `samples`, the images int8 candidates are measured on (`evaluation`)
+    and the `class_names`, read once for every file."""
     representative = None
     if args.representative_data:
         representative = load_images(
@@ -338,21 +412,12 @@ def run_export(args, log):
         samples = as_image_files(samples, shape, args.input_range)
     # --labels, else the names the model carries, else labels.json beside.
     class_names = class_names_for(model, args.labels, args.model)
-    if (
-        class_names is not None
-        and len(class_names) != model.outputs[0].shape[-1]
-    ):
+    outputs = model.outputs[0].shape[-1]
+    if class_names is not None and len(class_names) != outputs:
         raise ValueError(
-            f"The model has {model.outputs[0].shape[-1]} outputs but "
-            f"{len(class_names)} class names were found"
-            + (f" in {args.labels!r}" if args.labels else "")
+            f"The model has {outputs} outputs but {len(class_names)} class "
+            "names were found" + (f" in {args.labels!r}" if args.labels else "")
         )
-    options = {
-        "preprocessing": args.preprocessing,
-        "input_range": args.input_range,
-        "class_names": class_names,
-    }
-
     evaluation = None
     if "int8" in args.quantize:
         evaluation = labelled_images(
@@ -361,89 +426,53 @@ def run_export(args, log):
             args.input_range,
             class_names,
         )
-    reports, artifacts, choices = [], {}, {}
-    with staging_path(target, directory=True) as staging:
-        for name, fmt, mode in _jobs(args.formats, args.quantize):
-            path = os.path.join(staging, name)
-            log(f"exporting {name} ...")
-            try:
-                if mode == "int8":
-                    log(f"measuring int8 candidates for {name} ...")
-                    report, best, measured = _choose_int8(
-                        fmt,
-                        model,
-                        representative,
-                        evaluation,
-                        samples,
-                        path,
-                        args,
-                        options,
-                    )
-                    choices[name] = {
-                        "max_accuracy_drop": args.max_accuracy_drop,
-                        "labelled": evaluation[1] is not None,
-                        "images": int(len(evaluation[0])),
-                        "chosen": best.candidate,
-                        "chosen_keep_float": list(best.keep_float),
-                        "candidates": [m.to_dict() for m in measured],
-                    }
-                    log(format_measurements(measured))
-                elif fmt == "saved_model":
-                    report = export_saved_model(
-                        model, path, samples=samples, **options
-                    )
-                elif fmt == "tflite":
-                    report = export_tflite(
-                        model,
-                        path,
-                        mode,
-                        representative,
-                        samples=samples,
-                        min_top1_agreement=args.min_top1_agreement,
-                        force=args.force,
-                        **options,
-                    )
-                else:
-                    report = export_onnx(
-                        model,
-                        path,
-                        args.opset,
-                        samples=samples,
-                        quantize=mode,
-                        representative_data=representative,
-                        min_top1_agreement=args.min_top1_agreement,
-                        force=args.force,
-                        **options,
-                    )
-            except VerificationError as error:
-                report = error.report
-            report.path = os.path.join(target, name)
-            reports.append(report)
-            if os.path.exists(path):
-                artifacts[name] = {
-                    "file": name,
-                    "format": fmt,
-                    "quantize": mode,
-                    "bytes": artifact_size(path),
-                    "sha256": _sha256(path),
-                }
-        passed = all(r.passed or r.forced for r in reports)
-        report_data = {
-            "passed": passed,
-            "samples": int(len(samples)),
-            "compared": sorted({r.compared for r in reports}),
-            "int8_choice": choices,
-            "reports": [r.to_dict() for r in reports],
+    return {
+        "representative": representative,
+        "samples": samples,
+        "evaluation": evaluation,
+        "class_names": class_names,
+    }
+
+
+def _export_one(fmt, mode, model, path, inputs, args, options, log):
+    """Writes one verified file at `path`; returns `(report, the int8
+    choice's record or None)`."""
+    samples = inputs["samples"]
+    representative = inputs["representative"]
+    if mode == "int8":
+        log(f"measuring int8 candidates for {os.path.basename(path)} ...")
+        evaluation = inputs["evaluation"]
+        report, best, measured = _choose_int8(
+            fmt, model, representative, evaluation, samples, path, args, options
+        )
+        log(format_measurements(measured))
+        return report, {
+            "max_accuracy_drop": args.max_accuracy_drop,
+            "labelled": evaluation[1] is not None,
+            "images": int(len(evaluation[0])),
+            "chosen": best.candidate,
+            "chosen_keep_float": list(best.keep_float),
+            "candidates": [m.to_dict() for m in measured],
         }
-        manifest = _manifest(args, model, shape, class_names, artifacts)
-        for name, data in (
-            ("report.json", report_data),
-            ("manifest.json", manifest),
-        ):
-            write_json(os.path.join(staging, name), data)
-        if passed:
-            publish(staging, target)
-    return reports, passed, model
+    if fmt == "saved_model":
+        return export_saved_model(model, path, samples=samples, **options), None
+    checked = dict(
+        samples=samples,
+        min_top1_agreement=args.min_top1_agreement,
+        force=args.force,
+        **options,
+    )
+    if fmt == "tflite":
+        return export_tflite(model, path, mode, representative, **checked), None
+    report = export_onnx(
+        model,
+        path,
+        args.opset,
+        quantize=mode,
+        representative_data=representative,
+        **checked,
+    )
+    return report, None
 
 
 def _model_transform(args):
@@ -583,6 +612,20 @@ def export_parser(prog="python -m export"):
         help="extra quantized files: float16,dynamic,int8 for TFLite; "
         "dynamic,int8 also for ONNX (int8 needs --representative-data)",
     )
+    _data_options(parser)
+    _check_options(parser)
+    parser.add_argument("--overwrite", action="store_true", help="replace DIR")
+    parser.add_argument(
+        "--bench", action="store_true", help="also time every artifact"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress lines"
+    )
+    return parser
+
+
+def _data_options(parser):
+    """Where calibration and verification images come from."""
     parser.add_argument(
         "--representative-data",
         metavar="PATH",
@@ -607,6 +650,10 @@ def export_parser(prog="python -m export"):
         "beside the model, else -1,1, what keras-vit train uses; "
         "--mean/--std say the same per channel)",
     )
+
+
+def _check_options(parser):
+    """How files are checked and what goes into them."""
     parser.add_argument(
         "--opset", type=int, default=17, help="ONNX opset (default 17)"
     )
@@ -647,14 +694,6 @@ def export_parser(prog="python -m export"):
         "scale them inside as training did (SavedModel also takes encoded "
         "files); --no-preprocessing: float32 model inputs (default: on)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace DIR")
-    parser.add_argument(
-        "--bench", action="store_true", help="also time every artifact"
-    )
-    parser.add_argument(
-        "--quiet", action="store_true", help="no progress lines"
-    )
-    return parser
 
 
 def _thread_list(text):

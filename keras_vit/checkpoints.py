@@ -680,6 +680,37 @@ def settings_beside(path):
     return {"config": config, "transform": transform}
 
 
+def _skip_heads(arrays, layout, report):
+    """Leaves out of `arrays` and `layout` the heads that do not fit (a
+    new head for other classes, a backbone-only checkpoint), each with its
+    reason in `report["skipped"]`."""
+    for key in ("head", "head_dist", "pre_logits"):
+        kernel = arrays.get(f"{key}/kernel")
+        if kernel is None:
+            # A backbone-only checkpoint: the model's layer keeps its
+            # initialization (a zero head, ready for fine-tuning).
+            for part in ("kernel", "bias"):
+                if layout.pop(f"{key}/{part}", None) is not None:
+                    report["skipped"][f"{key}/{part}"] = (
+                        "not in the checkpoint; kept as initialized"
+                    )
+            continue
+        target = layout.get(f"{key}/kernel")
+        if target is None:
+            reason = f"the model has no {key} layer"
+        elif tuple(target.shape) != kernel.shape:
+            reason = (
+                f"shape {kernel.shape} in the checkpoint, "
+                f"{tuple(target.shape)} in the model"
+            )
+        else:
+            continue
+        for part in ("kernel", "bias"):
+            arrays.pop(f"{key}/{part}", None)
+            layout.pop(f"{key}/{part}", None)
+            report["skipped"][f"{key}/{part}"] = reason
+
+
 def load_weights(model, checkpoint, resize_method=None):
     """Loads a pretrained ViT checkpoint into a `build_vit` model.
 
@@ -734,31 +765,7 @@ def load_weights(model, checkpoint, resize_method=None):
     report = {"loaded": [], "skipped": {}, "resized": {}, "adapted": {}}
     assignments, problems = [], []
 
-    for key in ("head", "head_dist", "pre_logits"):
-        kernel = arrays.get(f"{key}/kernel")
-        if kernel is None:
-            # A backbone-only checkpoint: the model's layer keeps its
-            # initialization (a zero head, ready for fine-tuning).
-            for part in ("kernel", "bias"):
-                if layout.pop(f"{key}/{part}", None) is not None:
-                    report["skipped"][f"{key}/{part}"] = (
-                        "not in the checkpoint; kept as initialized"
-                    )
-            continue
-        target = layout.get(f"{key}/kernel")
-        if target is None:
-            reason = f"the model has no {key} layer"
-        elif tuple(target.shape) != kernel.shape:
-            reason = (
-                f"shape {kernel.shape} in the checkpoint, "
-                f"{tuple(target.shape)} in the model"
-            )
-        else:
-            continue
-        for part in ("kernel", "bias"):
-            arrays.pop(f"{key}/{part}", None)
-            layout.pop(f"{key}/{part}", None)
-            report["skipped"][f"{key}/{part}"] = reason
+    _skip_heads(arrays, layout, report)
 
     for name, variable in layout.items():
         if name not in arrays:

@@ -185,9 +185,16 @@ class ViTConfig:
     name: str | None = None
 
     def __post_init__(self):
-        def put(field, value):
-            object.__setattr__(self, field, value)
+        self._check_values()
+        self._check_combinations()
+        self._check_head()
 
+    def _put(self, field, value):
+        object.__setattr__(self, field, value)
+
+    def _check_values(self):
+        """Each field alone: its type and range, normalized in place."""
+        put = self._put
         put("image_size", normalize_pair(self.image_size, "image_size"))
         put("patch_size", normalize_pair(self.patch_size, "patch_size"))
         for field in (
@@ -261,6 +268,9 @@ class ViTConfig:
                 f"`pooling` must be one of {POOLINGS}. "
                 f"Received: pooling={self.pooling!r}"
             )
+
+    def _check_combinations(self):
+        """The fields that constrain one another."""
         image, patch = self.image_size, self.patch_size
         if image[0] % patch[0] or image[1] % patch[1]:
             raise ValueError(
@@ -304,6 +314,10 @@ class ViTConfig:
                     "A distilled model has no `pre_logits` layer. Received: "
                     f"representation_size={self.representation_size}"
                 )
+
+    def _check_head(self):
+        """The head's class count and names."""
+        put = self._put
         if self.include_top:
             if self.num_classes is None:
                 put("num_classes", 1000)

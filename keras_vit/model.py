@@ -775,6 +775,42 @@ def outputs_probabilities(model):
 # (see its docstring); `vit_config` is the one reader of it.
 
 
+def _check_layers(model, layers, blocks):
+    """Raises naming the layers `build_vit` makes that `model` lacks."""
+    missing = [n for n in ("position_embedding", "pooling") if n not in layers]
+    if "patch_embedding" not in layers and "conv_tokenizer" not in layers:
+        missing.append("patch_extractor or conv_tokenizer")
+    if not blocks:
+        missing.append("encoder_block_0")
+    if missing:
+        raise ValueError(
+            "Expected a model built by `keras_vit.build_vit`. Received: "
+            f"{getattr(model, 'name', model)!r}, without the layers "
+            f"{', '.join(missing)}"
+        )
+
+
+def _tokenizer_and_pooling(layers):
+    """`(tokenizer, its layer, pooling)` as `ViTConfig` names them."""
+    if "conv_tokenizer" in layers:
+        tokenizer, extractor = "conv", layers["conv_tokenizer"]
+    else:
+        extractor = layers["patch_extractor"]
+        tokenizer = (
+            "shifted_patch"
+            if isinstance(extractor, ShiftedPatchExtractor)
+            else "patch"
+        )
+    pooling = layers["pooling"]
+    if isinstance(pooling, SequencePooling):
+        mode = "sequence"
+    elif isinstance(pooling, AttentionPooling):
+        mode = "map"
+    else:
+        mode = pooling.mode
+    return tokenizer, extractor, mode
+
+
 def vit_config(model):
     """The `ViTConfig` of a model `build_vit` built, read from the model.
 
@@ -799,34 +835,9 @@ def vit_config(model):
         for layer in layers.values()
         if isinstance(layer, TransformerEncoderBlock)
     ]
-    missing = [n for n in ("position_embedding", "pooling") if n not in layers]
-    if "patch_embedding" not in layers and "conv_tokenizer" not in layers:
-        missing.append("patch_extractor or conv_tokenizer")
-    if not blocks:
-        missing.append("encoder_block_0")
-    if missing:
-        raise ValueError(
-            "Expected a model built by `keras_vit.build_vit`. Received: "
-            f"{getattr(model, 'name', model)!r}, without the layers "
-            f"{', '.join(missing)}"
-        )
-    if "conv_tokenizer" in layers:
-        tokenizer, extractor = "conv", layers["conv_tokenizer"]
-    else:
-        extractor = layers["patch_extractor"]
-        tokenizer = (
-            "shifted_patch"
-            if isinstance(extractor, ShiftedPatchExtractor)
-            else "patch"
-        )
+    _check_layers(model, layers, blocks)
+    tokenizer, extractor, pooling_mode = _tokenizer_and_pooling(layers)
     first = blocks[0]
-    pooling = layers["pooling"]
-    if isinstance(pooling, SequencePooling):
-        pooling_mode = "sequence"
-    elif isinstance(pooling, AttentionPooling):
-        pooling_mode = "map"
-    else:
-        pooling_mode = pooling.mode
     head = layers.get("head")
     activation = getattr(getattr(head, "activation", None), "__name__", None)
     _, height, width, channels = model.input_shape

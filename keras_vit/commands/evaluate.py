@@ -51,17 +51,23 @@ def _trained_on(model_path):
 
 
 def _evaluation_split(args):
-    """`(split, why)`: --split, or the whole of a folder not trained on."""
+    """`(split, why)`: --split, or the whole of a folder or CSV file not
+    trained on."""
     if args.split is not None:
         return args.split, "--split"
-    if not os.path.isdir(args.dataset):
+    csv = args.dataset.lower().endswith(".csv") and os.path.isfile(args.dataset)
+    if not (os.path.isdir(args.dataset) or csv):
         return "test", "the dataset's test split"
+    kind = "a CSV file" if csv else "a folder"
     trained_on = _trained_on(args.model)
     if trained_on is None:
-        return "all", "a folder; no config.json beside the model names its own"
-    if os.path.isdir(trained_on) and os.path.samefile(trained_on, args.dataset):
-        return "test", "the test split held out from the training folder"
-    return "all", f"a folder the model was not trained on ({trained_on})"
+        return "all", f"{kind}; no config.json beside the model names its own"
+    if os.path.exists(trained_on) and os.path.samefile(
+        trained_on, args.dataset
+    ):
+        where = "CSV file" if csv else "folder"
+        return "test", f"the test split held out from the training {where}"
+    return "all", f"{kind} the model was not trained on ({trained_on})"
 
 
 def run(args):

@@ -22,8 +22,6 @@ from keras_vit.recipes import MODEL_KEYS
 
 def add_parser(commands, parents):
     """Adds `train` to the `keras-vit` subcommands."""
-    from keras_vit.recipes import PRECISIONS
-    from keras_vit.recipes import STRATEGIES
     from keras_vit.variants import VARIANTS
 
     train = commands.add_parser(
@@ -66,7 +64,16 @@ def add_parser(commands, parents):
     _fine_tuning_flags(train)
     _architecture_flags(train)
     _recipe_flags(train)
-    train.add_argument(
+    _run_flags(train)
+
+
+def _run_flags(parser):
+    """How the run computes: precision, XLA, determinism, distribution,
+    logs."""
+    from keras_vit.recipes import PRECISIONS
+    from keras_vit.recipes import STRATEGIES
+
+    parser.add_argument(
         "--precision",
         choices=("auto", *PRECISIONS),
         default="auto",
@@ -75,7 +82,7 @@ def add_parser(commands, parents):
         "capability 8.0; AMX or AVX-512 BF16 CPUs, for models of width 128 "
         "and more), mixed_float16 on older tensor-core GPUs, else float32",
     )
-    train.add_argument(
+    parser.add_argument(
         "--jit-compile",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -83,7 +90,7 @@ def add_parser(commands, parents):
         "faster in float32 and slower in bfloat16, see BENCHMARKS.md); "
         "needs --no-deterministic, which it implies when not given",
     )
-    train.add_argument(
+    parser.add_argument(
         "--deterministic",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -92,16 +99,16 @@ def add_parser(commands, parents):
         "--jit-compile: XLA does not run under it). On GPUs deterministic "
         "kernels are slower; --no-deterministic trades that for speed",
     )
-    train.add_argument(
+    parser.add_argument(
         "--strategy",
         choices=STRATEGIES,
         default="auto",
         help="tf.distribute strategy (default auto)",
     )
-    train.add_argument(
+    parser.add_argument(
         "--no-tensorboard", action="store_true", help="no TensorBoard logs"
     )
-    train.add_argument(
+    parser.add_argument(
         "--quiet", action="store_true", help="no Keras progress output"
     )
 
@@ -223,93 +230,22 @@ def run(args):
 
 
 def _train(args):
-    import keras
-
-    import keras_vit
-    from keras_vit.data import count_examples
-    from keras_vit.data import load_datasets
-    from keras_vit.data import native_image_shape
+    """One training run: recipe, data, model, fit, and the files in --out."""
     from keras_vit.files import write_json
-    from keras_vit.recipes import MODEL_KEYS
-    from keras_vit.training import compile_for_training
     from keras_vit.training import distribution_strategy
-    from keras_vit.training import hardware_precision
     from keras_vit.training import set_determinism
 
     resuming = _check_out(args.out, args.overwrite)
     set_determinism(args.seed, ops=args.deterministic)
     strategy = distribution_strategy(args.strategy)
-
-    native = native_image_shape(args.dataset, args.data_dir)
-    examples = count_examples(args.dataset, args.data_dir) or 50_000
-    checkpoint = None
-    _check_tuning_flags(args)
-    if args.weights:
-        checkpoint, config, reason = _finetune_config(args, native, examples)
-    else:
-        if args.freeze_backbone:
-            raise UsageError("--freeze-backbone needs --weights")
-        config, reason = _scratch_config(args, native, examples)
-    reason += _tuning(args, config)
-    transform = transform_from_args(
-        args, checkpoint["transform"] if checkpoint else None
-    )
-    config["transform"] = transform.to_dict()
-    data = load_datasets(
-        args.dataset,
-        image_size=config["image_size"],
-        batch_size=config["batch_size"],
-        validation_split=args.validation_split,
-        test_split=args.test_split,
-        seed=args.seed,
-        augment=config["augment"],
-        channels=config.get("channels"),
-        one_hot=True,
-        data_dir=args.data_dir,
-        skip_bad_images=args.skip_bad_images,
-        check_images=args.check_images,
-        progress=not args.quiet,
-        input_range=transform,
-    )
+    checkpoint, config, reason, transform = _recipe(args)
+    data = _data(args, config, transform)
     config["image_size"] = data.image_shape[0]
-    steps_per_epoch = max(1, -(-data.sizes["train"] // config["batch_size"]))
-    total_steps = config["epochs"] * steps_per_epoch
-
-    precision = args.precision
-    if precision == "auto":
-        precision = hardware_precision(config["hidden_dim"])
-    keras.config.set_dtype_policy(precision)
+    precision = _precision(args, config)
     if not args.quiet:
         print(f"recipe: {reason}", flush=True)
     with strategy.scope():
-        if checkpoint is None:
-            model = keras_vit.build_vit(
-                image_size=data.image_shape[:2],
-                channels=data.image_shape[2],
-                num_classes=data.num_classes,
-                drop_path_rate=args.drop_path_rate,
-                dropout=config["dropout"],
-                class_names=[str(n) for n in data.class_names],
-                **{k: config[k] for k in MODEL_KEYS},
-            )
-        else:
-            model = _finetune_model(checkpoint, data, config, args)
-        compile_for_training(
-            model,
-            learning_rate=config["learning_rate"],
-            total_steps=total_steps,
-            warmup_steps=min(
-                config["warmup_epochs"] * steps_per_epoch, total_steps - 1
-            ),
-            weight_decay=config["weight_decay"],
-            label_smoothing=config["label_smoothing"],
-            clipnorm=args.clipnorm,
-            jit_compile=args.jit_compile,
-            optimizer=config.get("optimizer", "adamw"),
-            layer_decay=config["layer_decay"],
-            ema=config["ema"],
-            accumulate=config["accumulate"],
-        )
+        model = _model(args, checkpoint, data, config)
     run_config = {
         "dataset": args.dataset,
         "seed": args.seed,
@@ -341,6 +277,104 @@ def _train(args):
     write_json(os.path.join(args.out, "metrics.json"), metrics)
     print(json.dumps(metrics))
     return 0
+
+
+def _recipe(args):
+    """`(checkpoint or None, config, reason, transform)`: the recipe for
+    the data and the options given, and the transform the images are made
+    with."""
+    from keras_vit.data import count_examples
+    from keras_vit.data import native_image_shape
+
+    native = native_image_shape(args.dataset, args.data_dir)
+    examples = count_examples(args.dataset, args.data_dir) or 50_000
+    checkpoint = None
+    _check_tuning_flags(args)
+    if args.weights:
+        checkpoint, config, reason = _finetune_config(args, native, examples)
+    else:
+        if args.freeze_backbone:
+            raise UsageError("--freeze-backbone needs --weights")
+        config, reason = _scratch_config(args, native, examples)
+    reason += _tuning(args, config)
+    transform = transform_from_args(
+        args, checkpoint["transform"] if checkpoint else None
+    )
+    config["transform"] = transform.to_dict()
+    return checkpoint, config, reason, transform
+
+
+def _data(args, config, transform):
+    from keras_vit.data import load_datasets
+
+    return load_datasets(
+        args.dataset,
+        image_size=config["image_size"],
+        batch_size=config["batch_size"],
+        validation_split=args.validation_split,
+        test_split=args.test_split,
+        seed=args.seed,
+        augment=config["augment"],
+        channels=config.get("channels"),
+        one_hot=True,
+        data_dir=args.data_dir,
+        skip_bad_images=args.skip_bad_images,
+        check_images=args.check_images,
+        progress=not args.quiet,
+        input_range=transform,
+    )
+
+
+def _precision(args, config):
+    """The dtype policy asked for (`auto`: the hardware's), set."""
+    import keras
+
+    from keras_vit.training import hardware_precision
+
+    precision = args.precision
+    if precision == "auto":
+        precision = hardware_precision(config["hidden_dim"])
+    keras.config.set_dtype_policy(precision)
+    return precision
+
+
+def _model(args, checkpoint, data, config):
+    """The model, built (or from the checkpoint) and compiled."""
+    import keras_vit
+    from keras_vit.recipes import MODEL_KEYS
+    from keras_vit.training import compile_for_training
+
+    if checkpoint is None:
+        model = keras_vit.build_vit(
+            image_size=data.image_shape[:2],
+            channels=data.image_shape[2],
+            num_classes=data.num_classes,
+            drop_path_rate=args.drop_path_rate,
+            dropout=config["dropout"],
+            class_names=[str(n) for n in data.class_names],
+            **{k: config[k] for k in MODEL_KEYS},
+        )
+    else:
+        model = _finetune_model(checkpoint, data, config, args)
+    steps_per_epoch = max(1, -(-data.sizes["train"] // config["batch_size"]))
+    total_steps = config["epochs"] * steps_per_epoch
+    compile_for_training(
+        model,
+        learning_rate=config["learning_rate"],
+        total_steps=total_steps,
+        warmup_steps=min(
+            config["warmup_epochs"] * steps_per_epoch, total_steps - 1
+        ),
+        weight_decay=config["weight_decay"],
+        label_smoothing=config["label_smoothing"],
+        clipnorm=args.clipnorm,
+        jit_compile=args.jit_compile,
+        optimizer=config.get("optimizer", "adamw"),
+        layer_decay=config["layer_decay"],
+        ema=config["ema"],
+        accumulate=config["accumulate"],
+    )
+    return model
 
 
 def _check_tuning_flags(args):
