@@ -630,8 +630,8 @@ def _data_options(parser):
         "--representative-data",
         metavar="PATH",
         help="training images to calibrate int8 (also used for verification "
-        "without --samples): digits, tfds:NAME, a .npy/.npz array or a folder "
-        "of image files",
+        "without --samples): digits, tfds:NAME, a .csv file of image paths "
+        "and labels, a .npy/.npz array or a folder of image files",
     )
     parser.add_argument(
         "--samples",

@@ -337,7 +337,8 @@ def data_options(parser):
         "--dataset",
         default="digits",
         help="digits (default; scikit-learn's, offline), tfds:NAME (e.g. "
-        "tfds:cifar10) or a folder with one sub-folder of images per class",
+        "tfds:cifar10), a folder with one sub-folder of images per class, "
+        "or a .csv file of image paths and labels",
     )
     parser.add_argument(
         "--data-dir", help="TensorFlow Datasets data folder (tfds: only)"
