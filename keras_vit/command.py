@@ -430,3 +430,13 @@ _DECODE_ERRORS = (
     "Invalid BMP data",
     "Unknown image file format",
 )
+
+
+def source_options(args):
+    """The `load_datasets` keywords of `data_options`' flags."""
+    return dict(
+        seed=args.seed,
+        data_dir=args.data_dir,
+        skip_bad_images=args.skip_bad_images,
+        check_images=args.check_images,
+    )

@@ -9,6 +9,7 @@ from keras_vit.command import data_options
 from keras_vit.command import load_model_file
 from keras_vit.command import model_file
 from keras_vit.command import positive_int
+from keras_vit.command import source_options
 from keras_vit.command import transform_from_args
 
 
@@ -91,11 +92,8 @@ def run(args):
         batch_size=args.batch_size,
         validation_split=0.0 if whole else args.validation_split,
         test_split=0.0 if whole else args.test_split,
-        seed=args.seed,
         one_hot=True,
-        data_dir=args.data_dir,
-        skip_bad_images=args.skip_bad_images,
-        check_images=args.check_images,
+        **source_options(args),
         progress=not args.json,
         input_range=transform,
     )

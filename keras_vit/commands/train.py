@@ -16,6 +16,7 @@ from keras_vit.command import non_negative_int
 from keras_vit.command import positive_float
 from keras_vit.command import positive_int
 from keras_vit.command import rate
+from keras_vit.command import source_options
 from keras_vit.command import transform_from_args
 from keras_vit.recipes import MODEL_KEYS
 
@@ -313,13 +314,10 @@ def _data(args, config, transform):
         batch_size=config["batch_size"],
         validation_split=args.validation_split,
         test_split=args.test_split,
-        seed=args.seed,
         augment=config["augment"],
         channels=config.get("channels"),
         one_hot=True,
-        data_dir=args.data_dir,
-        skip_bad_images=args.skip_bad_images,
-        check_images=args.check_images,
+        **source_options(args),
         progress=not args.quiet,
         input_range=transform,
     )

@@ -65,3 +65,31 @@ def lora_config(layer):
     if not layer.lora_rank:
         return {}
     return {"lora_rank": layer.lora_rank, "lora_alpha": layer.lora_alpha}
+
+
+def enable_lora(layer, rank, alpha):
+    """Checks and turns on LoRA in a built `layer` that has `_build_lora`
+    (`MultiHeadSelfAttention`, `MLPBlock`)."""
+    if not layer.built:
+        raise ValueError("Build the layer before enabling LoRA on it.")
+    if layer.lora_rank:
+        raise ValueError(
+            f"LoRA is already enabled on {layer.name!r} (rank "
+            f"{layer.lora_rank})."
+        )
+    layer.lora_rank, layer.lora_alpha = check_lora(rank, alpha)
+    layer._tracker.unlock()
+    layer._build_lora()
+    layer._tracker.lock()
+
+
+def lora_variables(layer, names):
+    """The LoRA matrices of the kernels `names` of `layer`, `[]` without
+    LoRA."""
+    if not layer.lora_rank:
+        return []
+    return [
+        getattr(layer, f"{name}_lora_{part}")
+        for name in names
+        for part in ("a", "b")
+    ]

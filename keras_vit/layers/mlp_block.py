@@ -6,8 +6,10 @@ from keras_vit.activations import get_activation
 from keras_vit.activations import resolve_activation
 from keras_vit.layers._lora import add_lora_weights
 from keras_vit.layers._lora import check_lora
+from keras_vit.layers._lora import enable_lora
 from keras_vit.layers._lora import lora_config
 from keras_vit.layers._lora import lora_update
+from keras_vit.layers._lora import lora_variables
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
 from keras_vit.layers._utils import fresh_initializer
@@ -115,17 +117,7 @@ class MLPBlock(keras.layers.Layer):
     def enable_lora(self, rank, alpha=None):
         """Freezes both kernels and adds a trainable low-rank update to
         each (`keras_vit.lora`)."""
-        if not self.built:
-            raise ValueError("Build the layer before enabling LoRA on it.")
-        if self.lora_rank:
-            raise ValueError(
-                f"LoRA is already enabled on {self.name!r} (rank "
-                f"{self.lora_rank})."
-            )
-        self.lora_rank, self.lora_alpha = check_lora(rank, alpha)
-        self._tracker.unlock()
-        self._build_lora()
-        self._tracker.lock()
+        enable_lora(self, rank, alpha)
 
     def _build_lora(self):
         for name in ("dense_0", "dense_1"):
@@ -135,13 +127,7 @@ class MLPBlock(keras.layers.Layer):
 
     def lora_variables(self):
         """The LoRA matrices, `[]` without LoRA."""
-        if not self.lora_rank:
-            return []
-        return [
-            getattr(self, f"{name}_lora_{part}")
-            for name in ("dense_0", "dense_1")
-            for part in ("a", "b")
-        ]
+        return lora_variables(self, ("dense_0", "dense_1"))
 
     def merged_kernels(self):
         """`{kernel path: kernel with the LoRA update added}`."""

@@ -6,8 +6,10 @@ from keras import ops
 from keras_vit import fused
 from keras_vit.layers._lora import add_lora_weights
 from keras_vit.layers._lora import check_lora
+from keras_vit.layers._lora import enable_lora
 from keras_vit.layers._lora import lora_config
 from keras_vit.layers._lora import lora_update
+from keras_vit.layers._lora import lora_variables
 from keras_vit.layers._utils import check_positive_int
 from keras_vit.layers._utils import check_rate
 from keras_vit.layers._utils import fresh_initializer
@@ -210,17 +212,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     def enable_lora(self, rank, alpha=None):
         """Freezes the four projection kernels and adds a trainable
         low-rank update to each (`keras_vit.lora`)."""
-        if not self.built:
-            raise ValueError("Build the layer before enabling LoRA on it.")
-        if self.lora_rank:
-            raise ValueError(
-                f"LoRA is already enabled on {self.name!r} (rank "
-                f"{self.lora_rank})."
-            )
-        self.lora_rank, self.lora_alpha = check_lora(rank, alpha)
-        self._tracker.unlock()
-        self._build_lora()
-        self._tracker.lock()
+        enable_lora(self, rank, alpha)
 
     def _build_lora(self):
         for name, (d_in, d_out) in self._projection_shapes().items():
@@ -229,13 +221,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def lora_variables(self):
         """The LoRA matrices, `[]` without LoRA."""
-        if not self.lora_rank:
-            return []
-        return [
-            getattr(self, f"{name}_lora_{part}")
-            for name in self._projection_shapes()
-            for part in ("a", "b")
-        ]
+        return lora_variables(self, ("query", "key", "value", "output"))
 
     def _kernel(self, name):
         """A kernel as its `(d_in, d_out)` matrix, with the LoRA update."""

@@ -18,12 +18,7 @@ import os
 import numpy as np
 
 from keras_vit.preprocessing import IMAGE_EXTENSIONS
-from keras_vit.sources.base import Source
-from keras_vit.sources.base import file_rows
-from keras_vit.sources.base import stratified_splits
-from keras_vit.sources.folder import checked_files
-from keras_vit.sources.folder import decode_path
-from keras_vit.sources.folder import sampled_shape
+from keras_vit.sources.folder import FileSource
 
 PATH_COLUMNS = ("path", "file", "filename", "image")
 LABEL_COLUMNS = ("label", "class", "category")
@@ -105,7 +100,7 @@ def read_csv(path):
     return files, np.asarray([index[label] for label in labels]), classes
 
 
-class CsvSource(Source):
+class CsvSource(FileSource):
     """A `.csv` file of image paths and labels (see the module's text)."""
 
     name = "csv"
@@ -114,26 +109,6 @@ class CsvSource(Source):
         self, path, skip_bad_images=False, check="headers", progress=True
     ):
         self.path = os.fspath(path)
-        self.files, self.labels, self._names = read_csv(self.path)
-        self.options = (skip_bad_images, check, progress)
-
-    def native_shape(self):
-        return sampled_shape(self.files, self.path)
-
-    def count(self):
-        return len(self.files)
-
-    def class_names(self):
-        return [str(n) for n in self._names]
-
-    def splits(self, validation_split, test_split, seed):
-        files, labels = checked_files(
-            self.files,
-            self.labels,
-            os.path.dirname(os.path.abspath(self.path)),
-            *self.options,
-        )
-        rows = file_rows(files, labels, decode_path)
-        return stratified_splits(
-            labels, validation_split, test_split, seed, rows
-        )
+        files, labels, names = read_csv(self.path)
+        options = (skip_bad_images, check, progress)
+        super().__init__(files, labels, names, self.path, options)

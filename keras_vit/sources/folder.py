@@ -111,7 +111,35 @@ def list_folder(folder):
     return files, np.asarray(labels), classes
 
 
-class FolderSource(Source):
+class FileSource(Source):
+    """Image files with labels, listed up front: `files`, integer `labels`
+    and class names, checked for undecodable files when split."""
+
+    def __init__(self, files, labels, names, where, options):
+        self.files, self.labels, self._names = files, labels, names
+        self.where = where  # Names the source, and the check's cache.
+        self.options = options  # (skip_bad_images, check, progress)
+
+    def native_shape(self):
+        return sampled_shape(self.files, self.where)
+
+    def count(self):
+        return len(self.files)
+
+    def class_names(self):
+        return [str(n) for n in self._names]
+
+    def splits(self, validation_split, test_split, seed):
+        files, labels = checked_files(
+            self.files, self.labels, self.where, *self.options
+        )
+        rows = file_rows(files, labels, decode_path)
+        return stratified_splits(
+            labels, validation_split, test_split, seed, rows
+        )
+
+
+class FolderSource(FileSource):
     """A folder with one sub-folder of `.jpg/.jpeg/.png/.bmp/.gif` files per
     class (at any depth inside it), the sub-folders' names the classes."""
 
@@ -120,24 +148,7 @@ class FolderSource(Source):
     def __init__(
         self, folder, skip_bad_images=False, check="headers", progress=True
     ):
-        self.folder = os.fspath(folder)
-        self.files, self.labels, self._names = list_folder(self.folder)
-        self.options = (skip_bad_images, check, progress)
-
-    def native_shape(self):
-        return sampled_shape(self.files, self.folder)
-
-    def count(self):
-        return len(self.files)
-
-    def class_names(self):
-        return list(self._names)
-
-    def splits(self, validation_split, test_split, seed):
-        files, labels = checked_files(
-            self.files, self.labels, self.folder, *self.options
-        )
-        rows = file_rows(files, labels, decode_path)
-        return stratified_splits(
-            labels, validation_split, test_split, seed, rows
-        )
+        folder = os.fspath(folder)
+        files, labels, names = list_folder(folder)
+        options = (skip_bad_images, check, progress)
+        super().__init__(files, labels, names, folder, options)
