@@ -195,9 +195,7 @@ class Runner:
             shape = next(iter(spec[1].values())).shape
             free = shape.rank == 4 and None in tuple(shape)[1:3]
             return (name if self.raw_images else None), free
-        if self.raw_images:
-            return None, False
-        if self.format == "tflite":
+        if self.raw_images or self.format == "tflite":
             return None, False
         dims = self._session.get_inputs()[0].shape
         return None, any(not isinstance(d, int) for d in dims[1:3])

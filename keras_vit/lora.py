@@ -66,9 +66,7 @@ def enable_lora(model, rank, alpha=None, mlp=False, freeze=True):
             "The model already computes with LoRA updates (rank "
             f"{lora_layers(model)[0].lora_rank}); `merge_lora` it first."
         )
-    kinds = (
-        (MultiHeadSelfAttention, MLPBlock) if mlp else (MultiHeadSelfAttention,)
-    )
+    kinds = _ADAPTABLE if mlp else (MultiHeadSelfAttention,)
     chosen = [layer for layer in _sublayers(model) if isinstance(layer, kinds)]
     if not chosen:
         raise ValueError(

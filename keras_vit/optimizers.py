@@ -24,14 +24,8 @@ import re
 import keras
 
 # The variables that follow the blocks, at the full rate.
-_AFTER_BLOCKS = (
-    "encoder_norm",
-    "pooling",
-    "attention_pooling",
-    "head",
-    "head_dist",
-    "classifier",
-)
+# (`head` also covers `head_dist` and `head_average`.)
+_AFTER_BLOCKS = ("encoder_norm", "pooling", "head")
 _BLOCK = re.compile(r"(?:^|/)encoder_block_(\d+)/")
 
 
@@ -41,8 +35,7 @@ def layer_id(path, depth):
     match = _BLOCK.search(path)
     if match:
         return int(match.group(1)) + 1
-    first = path.split("/")[0]
-    if first in _AFTER_BLOCKS or first.startswith(_AFTER_BLOCKS):
+    if path.split("/")[0].startswith(_AFTER_BLOCKS):
         return depth + 1
     return 0
 

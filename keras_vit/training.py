@@ -368,26 +368,6 @@ def averaged_weights(model):
             variable.assign(value)
 
 
-class AveragedValidation(keras.callbacks.Callback):
-    """Validates with the averaged weights (`averaged_weights`), so that
-    `val_accuracy`, early stopping and `best.keras` judge the model that
-    `fit` leaves: with EMA on, the average."""
-
-    def __init__(self):
-        super().__init__()
-        self._context = None
-
-    def on_test_begin(self, logs=None):
-        if self._context is None:
-            self._context = averaged_weights(self.model)
-            self._context.__enter__()
-
-    def on_test_end(self, logs=None):
-        if self._context is not None:
-            self._context.__exit__(None, None, None)
-            self._context = None
-
-
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Saves the model whenever `monitor` improves, atomically.
 
@@ -444,7 +424,8 @@ def training_callbacks(
       stop);
     - `TerminateOnNaN`;
     - with `ema` (an optimizer with `use_ema`), validation and
-      `best.keras` use the averaged weights (`AveragedValidation`).
+      `best.keras` use the averaged weights (Keras' `SwapEMAWeights`,
+      `averaged_weights`).
     """
     mode = "min" if "loss" in monitor else "max"
     backup = os.path.join(out_dir, "backup")
@@ -458,7 +439,8 @@ def training_callbacks(
         keras.callbacks.TerminateOnNaN(),
     ]
     if ema:
-        callbacks.insert(0, AveragedValidation())
+        # Validation scores the average: Keras swaps it in and back.
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         logger.warning(
             "TensorBoard logs skipped: the tensorboard package is not "

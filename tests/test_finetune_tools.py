@@ -228,8 +228,8 @@ def test_lora_starts_as_the_identity_and_trains_only_its_matrices():
     _randomize(model)
     x, y = _data(16)
     before = np.array(model(x))
-    count = enable_lora(model, rank=2, mlp=True)
-    assert count is model
+    returned = enable_lora(model, rank=2, mlp=True)
+    assert returned is model
     np.testing.assert_array_equal(np.array(model(x)), before)
     trainable = {v.path for v in model.trainable_variables}
     lora = {p for p in trainable if "_lora_" in p}
