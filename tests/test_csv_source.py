@@ -146,3 +146,28 @@ def test_train_evaluate_and_export_from_a_csv(tmp_path):
     assert export_main(argv) == 0
     report = json.loads((export / "report.json").read_text())
     assert report["passed"] and len(report["reports"]) == 4
+
+
+def test_evaluate_keeps_the_test_split_of_the_csv_it_was_trained_on(tmp_path):
+    """Also when given the run's folder, not its model.keras."""
+    from keras_vit.cli import _evaluation_split
+    from keras_vit.cli import build_parser
+
+    trained_on = _write_csv(tmp_path, count=2)
+    other = tmp_path / "other.csv"
+    other.write_text(trained_on.read_text())
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"")
+    (run / "config.json").write_text(json.dumps({"dataset": str(trained_on)}))
+
+    def split(model, dataset):
+        argv = ["evaluate", str(model), "--dataset", str(dataset)]
+        return _evaluation_split(build_parser().parse_args(argv))
+
+    for model in (run, run / "model.keras"):
+        assert split(model, trained_on)[0] == "test"
+        assert split(model, other) == (
+            "all",
+            f"a CSV file the model was not trained on ({trained_on})",
+        )

@@ -60,7 +60,7 @@ def _evaluation_split(args):
     if not (os.path.isdir(args.dataset) or csv):
         return "test", "the dataset's test split"
     kind = "a CSV file" if csv else "a folder"
-    trained_on = _trained_on(args.model)
+    trained_on = _trained_on(model_file(args.model))
     if trained_on is None:
         return "all", f"{kind}; no config.json beside the model names its own"
     if os.path.exists(trained_on) and os.path.samefile(
